@@ -1,0 +1,102 @@
+"""Map driver exceptions to the project's own, by error code wherever the driver gives one.
+
+DM8 messages follow the client locale, so DM8 errors are classified by dmPython's numeric code only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning_dm8.errors import (
+    AuthenticationError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    LightningDM8Error,
+    TableExistsError,
+    TableNotFoundError,
+)
+
+# dmPython codes (DmError.code).
+DM_UNAVAILABLE = {-70028, -70019, -70025, -6010}
+DM_AUTH = {-2501}
+DM_NO_TABLE = {-2106}
+DM_INTEGRITY = set(range(-6612, -6600))
+
+# MySQL / MariaDB client and server error numbers.
+MYSQL_UNAVAILABLE = {2002, 2003, 2005, 2006, 2013, 2055, 1927, 1053}
+MYSQL_AUTH = {1044, 1045, 1698}
+MYSQL_NO_TABLE = {1146}
+MYSQL_TABLE_EXISTS = {1050}
+
+# PostgreSQL SQLSTATE codes.
+PG_UNAVAILABLE = {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03"}
+PG_AUTH = {"28000", "28P01"}
+PG_NO_TABLE = {"42P01"}
+PG_TABLE_EXISTS = {"42P07"}
+
+
+def driver_code(exc: BaseException) -> int | str | None:
+    """The error code a driver exception carries: dmPython ``DmError.code``, MySQL errno or PostgreSQL SQLSTATE."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate
+    args = getattr(exc, "args", ())
+    first: Any = args[0] if args else None
+    code = getattr(first, "code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(first, int):
+        return first
+    return None
+
+
+def _kind(backend: str, exc: BaseException) -> type[LightningDM8Error]:
+    code = driver_code(exc)
+    text = str(exc).lower()
+    if backend == "dm":
+        table = {**dict.fromkeys(DM_UNAVAILABLE, DatabaseUnavailableError), **dict.fromkeys(DM_AUTH, AuthenticationError),
+                 **dict.fromkeys(DM_NO_TABLE, TableNotFoundError)}
+        return table.get(code, DatabaseError)  # type: ignore[arg-type]
+    if backend == "mysql":
+        if code in MYSQL_UNAVAILABLE:
+            return DatabaseUnavailableError
+        if code in MYSQL_AUTH:
+            return AuthenticationError
+        if code in MYSQL_NO_TABLE:
+            return TableNotFoundError
+        return TableExistsError if code in MYSQL_TABLE_EXISTS else DatabaseError
+    if backend == "postgresql":
+        if code in PG_AUTH or "password authentication failed" in text:
+            return AuthenticationError
+        if code in PG_NO_TABLE:
+            return TableNotFoundError
+        if code in PG_TABLE_EXISTS:
+            return TableExistsError
+        if code in PG_UNAVAILABLE or (code is None and type(exc).__name__ == "OperationalError"):
+            return DatabaseUnavailableError
+        return DatabaseError
+    if "no such table" in text:
+        return TableNotFoundError
+    if "unable to open database file" in text:
+        return DatabaseUnavailableError
+    return DatabaseError
+
+
+_ADVICE = {
+    DatabaseUnavailableError: "check that the server is running and that host and port in the URL are right",
+    AuthenticationError: "check the user name and the password (set it in the environment variable "
+    "LIGHTNING_DM8_PASSWORD rather than in the URL)",
+    TableNotFoundError: "check the table name; `lightning-dm8 ls URL` lists the dataset tables",
+    TableExistsError: 'pass if_exists="replace" or "append", or choose another name',
+    DatabaseError: "see the driver's message above",
+}
+
+
+def translate(backend: str, exc: BaseException, where: str) -> LightningDM8Error:
+    """Build the project's exception for a driver exception raised while doing ``where``."""
+    original = getattr(exc, "orig", None) or exc
+    kind = _kind(backend, original)
+    code = driver_code(original)
+    code_text = f" [code {code}]" if code is not None else ""
+    message = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    return kind(f"{where}: {message}{code_text}; {_ADVICE[kind]}.")

@@ -1,0 +1,1 @@
+"""Dataset tables: codecs, writers, the reader and fingerprints."""

@@ -1,0 +1,160 @@
+"""A block: consecutive dataset rows decoded into columnar numpy data, and its compact binary form for the cache.
+
+Rows travel as blocks end to end (database -> cache -> batch), so per-row Python work happens once, when a
+block is first decoded from database rows.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lightning_dm8.errors import InvalidDatasetError
+from lightning_dm8.tables.codecs import FeatureCodec, LabelKind
+
+_MAGIC = b"LDB1"
+_HEADER = struct.Struct("<4sQ")
+
+
+@dataclass
+class Block:
+    """Rows ``row_ids`` with their features (array ``(n, *shape)`` or a list) and labels (array or None)."""
+
+    row_ids: np.ndarray
+    features: Any
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.row_ids.shape[0])
+
+    def take(self, index: np.ndarray) -> Block:
+        """The rows at positions ``index`` (in that order)."""
+        if isinstance(self.features, np.ndarray):
+            features: Any = self.features[index]
+        else:
+            features = [self.features[i] for i in index.tolist()]
+        labels = None if self.labels is None else self.labels[index]
+        return Block(self.row_ids[index], features, labels)
+
+    @staticmethod
+    def concat(blocks: Sequence[Block]) -> Block:
+        """One block holding the rows of ``blocks`` in order."""
+        if len(blocks) == 1:
+            return blocks[0]
+        first = blocks[0]
+        if isinstance(first.features, np.ndarray):
+            features: Any = np.concatenate([b.features for b in blocks])
+        else:
+            features = [f for b in blocks for f in b.features]
+        labels = None if first.labels is None else np.concatenate([b.labels for b in blocks])  # type: ignore[misc]
+        return Block(np.concatenate([b.row_ids for b in blocks]), features, labels)
+
+
+def _label_dtype(kind: LabelKind) -> np.dtype:
+    return np.dtype("<i8") if kind == "int" else np.dtype("<f8")
+
+
+def block_from_rows(rows: Sequence[Sequence[Any]], codec: FeatureCodec, label_kind: LabelKind, table: str) -> Block:
+    """Decode database rows ``(row_id, *features, [label])`` into a block, rejecting NULLs and wrong sizes.
+
+    Raises:
+        InvalidDatasetError: naming the table and the row id of a NULL or malformed value.
+    """
+    n = len(rows)
+    row_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    width = len(codec.columns) if codec.kind == "numeric" else 1
+    values = [r[1] for r in rows] if width == 1 else [r[1 : 1 + width] for r in rows]
+    labels = None
+    if label_kind != "none":
+        raw_labels = [r[1 + width] for r in rows]
+        if None in raw_labels:
+            bad = row_ids[raw_labels.index(None)]
+            raise InvalidDatasetError(f"table {table!r}, row_id {bad}: the label is NULL; fix or delete that row")
+        labels = np.asarray(raw_labels, dtype=_label_dtype(label_kind))
+    return Block(row_ids, _decode_features(values, codec, row_ids, table), labels)
+
+
+def _decode_features(values: list[Any], codec: FeatureCodec, row_ids: np.ndarray, table: str) -> Any:
+    for i, value in enumerate(values):
+        if value is None or (codec.kind == "numeric" and None in value):
+            raise InvalidDatasetError(f"table {table!r}, row_id {row_ids[i]}: the features are NULL; fix or delete that row")
+    if codec.kind == "array":
+        size = codec.fixed_size or 0
+        joined = b"".join(values)
+        if len(joined) != size * len(values):
+            bad = next(i for i, v in enumerate(values) if len(v) != size)
+            raise InvalidDatasetError(
+                f"table {table!r}, row_id {row_ids[bad]}: features hold {len(values[bad])} bytes, expected {size} "
+                f"({codec.dtype} {codec.shape}); the row is corrupt"
+            )
+        return np.frombuffer(joined, dtype=codec.np_dtype).reshape((len(values), *codec.shape))
+    if codec.kind == "varlen":
+        itemsize = codec.np_dtype.itemsize
+        for i, v in enumerate(values):
+            if len(v) % itemsize:
+                raise InvalidDatasetError(
+                    f"table {table!r}, row_id {row_ids[i]}: {len(v)} bytes is not a whole number of {codec.dtype} items"
+                )
+        return [np.frombuffer(v, dtype=codec.np_dtype) for v in values]
+    if codec.kind == "numeric":
+        return np.asarray(values, dtype=np.float32)
+    if codec.kind == "bytes":
+        return [bytes(v) for v in values]
+    return list(values)
+
+
+def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> bytes:
+    """The block as one compact value: header, row ids, labels, then features (offsets + payload if ragged)."""
+    parts = [_HEADER.pack(_MAGIC, len(block)), block.row_ids.astype("<i8").tobytes()]
+    if block.labels is not None:
+        parts.append(block.labels.astype(_label_dtype(label_kind)).tobytes())
+    if isinstance(block.features, np.ndarray):
+        parts.append(np.ascontiguousarray(block.features).tobytes())
+    else:
+        payloads = [_raw(f, codec) for f in block.features]
+        offsets = np.zeros(len(payloads) + 1, dtype="<i8")
+        np.cumsum([len(p) for p in payloads], out=offsets[1:])
+        parts.append(offsets.tobytes())
+        parts.extend(payloads)
+    return b"".join(parts)
+
+
+def _raw(feature: Any, codec: FeatureCodec) -> bytes:
+    if codec.kind == "text":
+        return feature.encode("utf-8")
+    return feature.tobytes() if isinstance(feature, np.ndarray) else bytes(feature)
+
+
+def unpack_block(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind) -> Block:
+    """Inverse of :func:`pack_block`; raises ``ValueError`` on a value that is not a packed block."""
+    magic, n = _HEADER.unpack_from(buf, 0)
+    if magic != _MAGIC:
+        raise ValueError("not a packed block")
+    pos = _HEADER.size
+    row_ids = np.frombuffer(buf, dtype="<i8", count=n, offset=pos).copy()
+    pos += 8 * n
+    labels = None
+    if label_kind != "none":
+        labels = np.frombuffer(buf, dtype=_label_dtype(label_kind), count=n, offset=pos).copy()
+        pos += 8 * n
+    if codec.kind in ("array", "numeric"):
+        dtype = codec.np_dtype if codec.kind == "array" else np.dtype(np.float32)
+        shape = codec.shape if codec.kind == "array" else (len(codec.columns),)
+        count = n * int(np.prod(shape, dtype=np.int64))
+        features: Any = np.frombuffer(buf, dtype=dtype, count=count, offset=pos).reshape((n, *shape)).copy()
+        return Block(row_ids, features, labels)
+    offsets = np.frombuffer(buf, dtype="<i8", count=n + 1, offset=pos)
+    base = pos + 8 * (n + 1)
+    data = bytes(buf[base : base + int(offsets[-1])])
+    chunks = [data[int(offsets[i]) : int(offsets[i + 1])] for i in range(n)]
+    if codec.kind == "text":
+        features = [c.decode("utf-8") for c in chunks]
+    elif codec.kind == "varlen":
+        features = [np.frombuffer(c, dtype=codec.np_dtype) for c in chunks]
+    else:
+        features = chunks
+    return Block(row_ids, features, labels)

@@ -1,0 +1,136 @@
+"""Feature codecs: how one sample's features become one database value and back.
+
+A codec is plain data (stored as JSON in the dataset registry) so a reader in another process decodes
+exactly what the writer encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from lightning_dm8.errors import InvalidInputError
+
+FeatureKind = Literal["array", "varlen", "text", "bytes", "numeric"]
+LabelKind = Literal["int", "float", "none"]
+
+
+def _canonical_dtype(dtype: Any) -> np.dtype:
+    """The little-endian form of ``dtype``: stored bytes are always little-endian so every platform reads them."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf" and dt != np.bool_:
+        raise InvalidInputError(f"features of dtype {dt} cannot be stored; use a numeric dtype (int, uint, float, bool)")
+    return dt.newbyteorder("<") if dt.byteorder == ">" else dt
+
+
+@dataclass(frozen=True)
+class FeatureCodec:
+    """How features are stored.
+
+    Kinds: ``array`` (fixed dtype and shape, one binary value per row), ``varlen`` (1-D arrays of one dtype and
+    varying length), ``text`` (a string), ``bytes`` (opaque binary), ``numeric`` (plain numeric columns, read
+    back as one float32 vector per row).
+    """
+
+    kind: FeatureKind
+    dtype: str | None = None
+    shape: tuple[int, ...] = ()
+    columns: tuple[str, ...] = field(default=())
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype) if self.dtype else np.dtype(np.uint8)
+
+    @property
+    def fixed_size(self) -> int | None:
+        """Bytes per encoded sample when every sample has the same size, else None."""
+        if self.kind != "array":
+            return None
+        return int(math.prod(self.shape)) * self.np_dtype.itemsize
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape), "columns": list(self.columns)})
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureCodec:
+        data = json.loads(text)
+        return cls(data["kind"], data.get("dtype"), tuple(data.get("shape") or ()), tuple(data.get("columns") or ()))
+
+    def encode(self, sample: Any) -> Any:
+        """One sample's features as the value stored in the features column."""
+        if self.kind == "array":
+            arr = np.ascontiguousarray(sample, dtype=self.np_dtype)
+            if arr.shape != self.shape:
+                raise InvalidInputError(f"sample of shape {arr.shape} does not match the dataset's shape {self.shape}")
+            return arr.tobytes()
+        if self.kind == "varlen":
+            arr = np.asarray(sample)
+            if arr.ndim != 1 or arr.dtype != self.np_dtype:
+                raise InvalidInputError(
+                    f"variable-length features must be 1-D arrays of {self.np_dtype}; got shape {arr.shape} of {arr.dtype}"
+                )
+            return np.ascontiguousarray(arr, dtype=self.np_dtype).tobytes()
+        if self.kind == "text":
+            if not isinstance(sample, str):
+                raise InvalidInputError(f"text features must be str; got {type(sample).__name__}")
+            return sample
+        if self.kind == "bytes":
+            if not isinstance(sample, (bytes, bytearray, memoryview)):
+                raise InvalidInputError(f"bytes features must be bytes; got {type(sample).__name__}")
+            return bytes(sample)
+        values = tuple(float(v) for v in np.asarray(sample).reshape(-1))
+        if len(values) != len(self.columns):
+            raise InvalidInputError(f"expected {len(self.columns)} numeric features, got {len(values)}")
+        return values
+
+    def decode_one(self, value: Any) -> Any:
+        """One stored value back as the sample's features."""
+        if self.kind == "array":
+            return np.frombuffer(value, dtype=self.np_dtype).reshape(self.shape).copy()
+        if self.kind == "varlen":
+            return np.frombuffer(value, dtype=self.np_dtype).copy()
+        if self.kind == "bytes":
+            return bytes(value)
+        if self.kind == "numeric":
+            return np.asarray(value, dtype=np.float32)
+        return value
+
+
+def infer_codec(sample: Any) -> FeatureCodec:
+    """The codec for features that look like ``sample`` (the first one written)."""
+    if isinstance(sample, str):
+        return FeatureCodec("text")
+    if isinstance(sample, (bytes, bytearray, memoryview)):
+        return FeatureCodec("bytes")
+    arr = np.asarray(as_numpy(sample))
+    return FeatureCodec("array", _canonical_dtype(arr.dtype).str, tuple(int(d) for d in arr.shape))
+
+
+def infer_varlen_codec(samples: Sequence[Any]) -> FeatureCodec:
+    """The codec for a list of 1-D arrays of varying length; all must share one dtype."""
+    first = np.asarray(as_numpy(samples[0]))
+    return FeatureCodec("varlen", _canonical_dtype(first.dtype).str)
+
+
+def as_numpy(value: Any) -> Any:
+    """Tensors become numpy arrays without importing torch here."""
+    to_numpy = getattr(value, "numpy", None)
+    if callable(to_numpy) and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def label_kind_of(labels: np.ndarray | None) -> LabelKind:
+    """``int`` for integer or bool labels, ``float`` for floating ones, ``none`` without labels."""
+    if labels is None:
+        return "none"
+    if labels.dtype.kind in "biu":
+        return "int"
+    if labels.dtype.kind == "f":
+        return "float"
+    raise InvalidInputError(f"labels of dtype {labels.dtype} cannot be stored; use integer or float labels")

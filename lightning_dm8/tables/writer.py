@@ -1,0 +1,296 @@
+"""Writers: arrays, torch Datasets and SQL queries into dataset tables, all through one transactional path.
+
+New and replaced datasets are first written to a staging table and swapped in at the end, so a failure (or a
+killed process) never leaves a half-written dataset under the real name; appends run in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import sqlalchemy as sa
+from tqdm.auto import tqdm
+
+from lightning_dm8.db.engine import Database
+from lightning_dm8.db.fastpath import insert_rows
+from lightning_dm8.errors import InvalidInputError, TableExistsError
+from lightning_dm8.tables import registry
+from lightning_dm8.tables.codecs import FeatureCodec, LabelKind, as_numpy, infer_codec, infer_varlen_codec, label_kind_of
+from lightning_dm8.tables.ddl import create_dataset_table, rename_table, table_exists
+from lightning_dm8.tables.fingerprint import Fingerprint
+
+IfExists = Literal["fail", "replace", "append"]
+_IF_EXISTS = ("fail", "replace", "append")
+_BATCH_BYTES = 8 << 20
+
+
+def _database(url: str | Database) -> Database:
+    return url if isinstance(url, Database) else Database(url)
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"dataset name must be a non-empty string; got {name!r}")
+    if len(name) > 120:
+        raise InvalidInputError(f"dataset name {name[:40]!r}... is {len(name)} characters long; use at most 120")
+
+
+def write_rows(
+    db: Database,
+    name: str,
+    codec: FeatureCodec,
+    label_kind: LabelKind,
+    samples: Iterable[tuple[Any, Any]],
+    *,
+    total: int | None,
+    if_exists: IfExists = "fail",
+    progress: bool = True,
+) -> registry.DatasetInfo:
+    """Encode ``(features, label)`` samples with ``codec`` and store them as dataset ``name``.
+
+    The common path of every writer; ``samples`` may be a generator (it is consumed once).
+    """
+    _check_name(name)
+    if if_exists not in _IF_EXISTS:
+        raise InvalidInputError(f"if_exists must be one of {_IF_EXISTS}; got {if_exists!r}")
+    with db.begin(f"prepare dataset {name!r}") as conn:
+        registry.ensure_registry(conn)
+        existing = registry.read_info(conn, name)
+        exists = existing is not None or table_exists(conn, name)
+    if exists and if_exists == "fail":
+        raise TableExistsError(
+            f"dataset table {name!r} already exists in {db.url}; pass if_exists='replace' to overwrite it or "
+            f"if_exists='append' to add rows"
+        )
+    if exists and if_exists == "append":
+        if existing is None:
+            raise TableExistsError(f"table {name!r} in {db.url} exists but is not a registered dataset; cannot append")
+        return _append(db, existing, codec, label_kind, samples, total, progress)
+    return _create(db, name, codec, label_kind, samples, total, progress)
+
+
+def _batches(
+    codec: FeatureCodec, label_kind: LabelKind, samples: Iterable[tuple[Any, Any]], start: int, fp: Fingerprint
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Encoded rows ``(row_id, *features, [label])`` in batches of about 8 MB."""
+    batch: list[tuple[Any, ...]] = []
+    size = 0
+    cast = int if label_kind == "int" else float
+    for offset, (features, label) in enumerate(samples):
+        row_id = start + offset
+        value = codec.encode(features)
+        values = value if isinstance(value, tuple) else (value,)
+        if label_kind == "none":
+            row = (row_id, *values)
+        else:
+            if label is None:
+                raise InvalidInputError(f"sample {row_id}: the label is None; every row of a labelled dataset needs one")
+            row = (row_id, *values, cast(label))
+        fp.update(row)
+        batch.append(row)
+        size += len(value) if isinstance(value, (bytes, str)) else 8 * len(values)
+        if size >= _BATCH_BYTES or len(batch) >= 20000:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _fill(conn: sa.Connection, table: sa.Table, batches: Iterable[list[tuple[Any, ...]]], bar: Any) -> int:
+    count = 0
+    for batch in batches:
+        insert_rows(conn, table, batch)
+        count += len(batch)
+        bar.update(len(batch))
+    return count
+
+
+def _create(
+    db: Database, name: str, codec: FeatureCodec, label_kind: LabelKind,
+    samples: Iterable[tuple[Any, Any]], total: int | None, progress: bool,
+) -> registry.DatasetInfo:
+    staging = f"ldm8_tmp_{uuid.uuid4().hex[:12]}"
+    table = registry.DatasetInfo(staging, 0, codec, label_kind, "", registry.now(), registry.now()).table(db.backend)
+    fp = Fingerprint()
+    with db.begin(f"create staging table for {name!r}") as conn:
+        create_dataset_table(conn, table, codec)
+    try:
+        with tqdm(total=total, desc=f"writing {name}", unit="rows", disable=not progress) as bar, \
+                db.begin(f"write dataset {name!r}") as conn:
+            count = _fill(conn, table, _batches(codec, label_kind, samples, 0, fp), bar)
+        if count == 0:
+            raise InvalidInputError(f"no rows to write into dataset {name!r}: the input is empty")
+        stamp = registry.now()
+        info = registry.DatasetInfo(name, count, codec, label_kind, fp.hexdigest(), stamp, stamp)
+        with db.begin(f"publish dataset {name!r}") as conn:
+            if table_exists(conn, name):
+                sa.Table(name, sa.MetaData()).drop(conn)
+            rename_table(conn, staging, name)
+            registry.write_info(conn, info)
+        return info
+    except BaseException:
+        _drop_quietly(db, staging)
+        raise
+
+
+def _drop_quietly(db: Database, name: str) -> None:
+    try:
+        with db.begin(f"drop staging table {name!r}") as conn:
+            sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
+    except Exception:  # the original error matters more; a stale staging table is harmless and named ldm8_tmp_*
+        pass
+
+
+def _append(
+    db: Database, existing: registry.DatasetInfo, codec: FeatureCodec, label_kind: LabelKind,
+    samples: Iterable[tuple[Any, Any]], total: int | None, progress: bool,
+) -> registry.DatasetInfo:
+    if (codec, label_kind) != (existing.codec, existing.label_kind):
+        raise InvalidInputError(
+            f"cannot append to dataset {existing.name!r}: it stores {existing.codec.kind} features "
+            f"({existing.codec.dtype}, shape {existing.codec.shape}) with {existing.label_kind} labels, the new rows are "
+            f"{codec.kind} ({codec.dtype}, shape {codec.shape}) with {label_kind} labels"
+        )
+    table = existing.table(db.backend)
+    fp = Fingerprint(existing.fingerprint)
+    with tqdm(total=total, desc=f"appending to {existing.name}", unit="rows", disable=not progress) as bar, \
+            db.begin(f"append to dataset {existing.name!r}") as conn:
+        count = _fill(conn, table, _batches(codec, label_kind, samples, existing.row_count, fp), bar)
+        if count == 0:
+            raise InvalidInputError(f"no rows to append to dataset {existing.name!r}: the input is empty")
+        info = registry.DatasetInfo(
+            existing.name, existing.row_count + count, codec, label_kind, fp.hexdigest(), existing.created_at,
+            registry.now(),
+        )
+        registry.write_info(conn, info)
+    return info
+
+
+def _labels_array(labels: Any, n: int) -> np.ndarray | None:
+    if labels is None:
+        return None
+    arr = np.asarray(as_numpy(labels))
+    if arr.ndim != 1:
+        raise InvalidInputError(f"labels must be 1-D (one per row); got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise InvalidInputError(f"features has {n} rows but labels has {arr.shape[0]}; they must have the same length")
+    return arr
+
+
+def write_arrays(
+    url: str | Database,
+    name: str,
+    features: Any,
+    labels: Any = None,
+    *,
+    if_exists: IfExists = "fail",
+    progress: bool = True,
+) -> registry.DatasetInfo:
+    """Store arrays as dataset table ``name``.
+
+    Args:
+        url: database URL (or a :class:`Database`).
+        name: the dataset table's name.
+        features: an array or tensor ``(N, ...)`` (one fixed-shape binary value per row), a list of 1-D arrays of one
+            dtype and varying length, a list of ``str`` or a list of ``bytes``.
+        labels: ``N`` integer or float labels, or None for an unlabelled dataset.
+        if_exists: ``"fail"`` (default), ``"replace"`` or ``"append"`` (row ids continue densely).
+        progress: show a progress bar.
+
+    Returns:
+        The registry entry of the written dataset.
+    """
+    features = as_numpy(features)
+    n = len(features) if features is not None else 0
+    if n == 0:
+        raise InvalidInputError(f"no rows to write into dataset {name!r}: features is empty")
+    label_array = _labels_array(labels, n)
+    label_kind = label_kind_of(label_array)
+    if isinstance(features, np.ndarray) and features.dtype != object:
+        codec = infer_codec(features[0])
+        rows: Iterable[Any] = features
+    else:
+        items = list(features)
+        codec = _codec_for_list(items)
+        rows = items
+    label_values: Iterable[Any] = label_array.tolist() if label_array is not None else [None] * n
+    return write_rows(_database(url), name, codec, label_kind, zip(rows, label_values), total=n,
+                      if_exists=if_exists, progress=progress)
+
+
+def _codec_for_list(items: Sequence[Any]) -> FeatureCodec:
+    """Codec for a list of samples: text, bytes, or 1-D arrays (ragged allowed) that must share one dtype."""
+    first = items[0]
+    if isinstance(first, (str, bytes, bytearray, memoryview)):
+        codec = infer_codec(first)
+        for i, item in enumerate(items):
+            if type(item) is not type(first) and not (codec.kind == "bytes" and isinstance(item, (bytes, bytearray))):
+                raise InvalidInputError(
+                    f"inconsistent features: item 0 is {type(first).__name__}, item {i} is {type(item).__name__}"
+                )
+        return codec
+    arrays = [np.asarray(as_numpy(x)) for x in items]
+    codec = infer_varlen_codec(arrays)
+    for i, arr in enumerate(arrays):
+        if arr.ndim != 1:
+            raise InvalidInputError(f"inconsistent features: item {i} has shape {arr.shape}; list items must be 1-D arrays")
+        if arr.dtype != arrays[0].dtype:
+            raise InvalidInputError(f"inconsistent dtypes: item 0 is {arrays[0].dtype}, item {i} is {arr.dtype}")
+    return codec
+
+
+def write_dataset(
+    url: str | Database,
+    name: str,
+    dataset: Any,
+    *,
+    if_exists: IfExists = "fail",
+    varlen: bool = False,
+    progress: bool = True,
+) -> registry.DatasetInfo:
+    """Store a map-style torch Dataset yielding ``(features, label)`` as dataset table ``name``.
+
+    The codec is taken from the first sample (an array or tensor, ``str`` or ``bytes``); every later sample must
+    match its shape and dtype. ``varlen=True`` stores 1-D samples of varying length instead.
+    """
+    n = len(dataset)
+    if n == 0:
+        raise InvalidInputError(f"no rows to write into dataset {name!r}: the dataset is empty")
+    first_features, first_label = _sample(dataset, 0)
+    codec = infer_varlen_codec([first_features]) if varlen else infer_codec(first_features)
+    label_kind = label_kind_of(None if first_label is None else np.asarray(as_numpy(first_label)).reshape(-1))
+
+    def samples() -> Iterator[tuple[Any, Any]]:
+        for i in range(n):
+            features, label = _sample(dataset, i)
+            features = as_numpy(features)
+            if codec.kind == "array" and np.shape(features) != codec.shape:
+                raise InvalidInputError(
+                    f"inconsistent shapes: sample 0 has shape {codec.shape}, sample {i} has {np.shape(features)}"
+                )
+            if codec.kind in ("array", "varlen") and np.asarray(features).dtype != codec.np_dtype:
+                raise InvalidInputError(
+                    f"inconsistent dtypes: sample 0 is {codec.np_dtype}, sample {i} is {np.asarray(features).dtype}"
+                )
+            yield features, _scalar(label)
+
+    return write_rows(_database(url), name, codec, label_kind, samples(), total=n, if_exists=if_exists,
+                      progress=progress)
+
+
+def _scalar(label: Any) -> Any:
+    """A label as a Python number (tensors and numpy scalars included); None stays None."""
+    if label is None:
+        return None
+    value = as_numpy(label)
+    return value.item() if hasattr(value, "item") else value
+
+
+def _sample(dataset: Any, i: int) -> tuple[Any, Any]:
+    item = dataset[i]
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise InvalidInputError(f"dataset item {i} is {type(item).__name__}; write_dataset needs (features, label) pairs")
+    return item[0], item[1]
