@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_dm8.importers._paths import require_file
+from lightning_dm8.importers._paths import require_path
 
 AGNEWS_CLASSES: tuple[str, ...] = ("World", "Sports", "Business", "Sci/Tech")
 
@@ -40,7 +40,7 @@ def read_agnews_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
         ValueError: If a row does not have 3 fields or its class is not 1..4,
             naming the file and line.
     """
-    path = require_file(path, _AGNEWS_HINT)
+    path = require_path(path, _AGNEWS_HINT)
     texts: list[str] = []
     labels: list[int] = []
     valid_classes = {str(i) for i in range(1, len(AGNEWS_CLASSES) + 1)}

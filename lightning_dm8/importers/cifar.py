@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_dm8.importers._paths import require_file
+from lightning_dm8.importers._paths import require_path
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane",
@@ -64,7 +64,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def _read_pickle(path: Path) -> dict[bytes, Any]:
     """Unpickle one batch file the way Python 3 must read Python 2's strings: as bytes."""
-    with open(require_file(path, _CIFAR10_HINT), "rb") as f:
+    with open(require_path(path, _CIFAR10_HINT), "rb") as f:
         content = _BatchUnpickler(f, encoding="bytes").load()
     if not isinstance(content, dict):
         raise ValueError(f"{path} is not a CIFAR-10 batch: it holds a {type(content).__name__}, not a dict")
@@ -86,14 +86,6 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, *_IMAGE_SHAPE), labels
 
 
-def _require_folder(root: str | Path) -> Path:
-    """Return ``root`` as a Path, or say where the CIFAR-10 folder comes from if it is missing."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"folder {root} not found: {_CIFAR10_HINT}")
-    return root
-
-
 def load_cifar10(
     root: str | Path, batches: int = CIFAR10_TRAIN_BATCHES
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -112,7 +104,7 @@ def load_cifar10(
         FileNotFoundError: If the folder or a batch file is missing; the message says where to get it.
         ValueError: If a batch is not a CIFAR-10 batch or its arrays have the wrong size.
     """
-    root = _require_folder(root)
+    root = require_path(root, _CIFAR10_HINT, folder=True)
     train = [_read_batch(root / f"data_batch_{i}") for i in range(1, batches + 1)]
     return {
         "train": (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
@@ -133,7 +125,7 @@ def cifar10_classes(root: str | Path) -> list[str]:
         FileNotFoundError: If the folder or ``batches.meta`` is missing.
         ValueError: If ``batches.meta`` has no ``label_names``.
     """
-    path = _require_folder(root) / "batches.meta"
+    path = require_path(root, _CIFAR10_HINT, folder=True) / "batches.meta"
     meta = _read_pickle(path)
     if b"label_names" not in meta:
         raise ValueError(f"{path} is not a CIFAR-10 batches.meta: key b'label_names' is missing")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_dm8.importers._paths import require_file
+from lightning_dm8.importers._paths import require_path
 
 #: IDX dtype code -> numpy dtype of the values as stored (big-endian).
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -100,7 +100,9 @@ def load_idx_pair(images_path: str | Path, labels_path: str | Path) -> tuple[np.
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"{images_path} must hold uint8 images of shape (N, H, W), found {images.dtype} {images.shape}")
+        raise ValueError(
+            f"{images_path} must hold uint8 images of shape (N, H, W), found {images.dtype} {images.shape}"
+        )
     if labels.ndim != 1:
         raise ValueError(f"{labels_path} must hold labels of shape (N,), found shape {labels.shape}")
     if len(images) != len(labels):
@@ -126,7 +128,7 @@ def load_fashion_mnist(root: str | Path = FASHION_MNIST_ROOT) -> dict[str, tuple
     root = Path(root)
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = require_file(root / f"{prefix}-images-idx3-ubyte.gz", _FASHION_MNIST_HINT)
-        labels = require_file(root / f"{prefix}-labels-idx1-ubyte.gz", _FASHION_MNIST_HINT)
+        images = require_path(root / f"{prefix}-images-idx3-ubyte.gz", _FASHION_MNIST_HINT)
+        labels = require_path(root / f"{prefix}-labels-idx1-ubyte.gz", _FASHION_MNIST_HINT)
         parts[split] = load_idx_pair(images, labels)
     return parts

@@ -158,3 +158,24 @@ def unpack_block(buf: bytes | memoryview, codec: FeatureCodec, label_kind: Label
     else:
         features = chunks
     return Block(row_ids, features, labels)
+
+
+def take_packed(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind, index: np.ndarray) -> Block:
+    """Rows at positions ``index`` of a packed block, copying only those rows (the buffer may be an LMDB view)."""
+    magic, n = _HEADER.unpack_from(buf, 0)
+    if magic != _MAGIC:
+        raise ValueError("not a packed block")
+    pos = _HEADER.size
+    row_ids = np.frombuffer(buf, dtype="<i8", count=n, offset=pos)[index]
+    pos += 8 * n
+    labels = None
+    if label_kind != "none":
+        labels = np.frombuffer(buf, dtype=_label_dtype(label_kind), count=n, offset=pos)[index]
+        pos += 8 * n
+    if codec.kind in ("array", "numeric"):
+        dtype = codec.np_dtype if codec.kind == "array" else np.dtype(np.float32)
+        shape = codec.shape if codec.kind == "array" else (len(codec.columns),)
+        count = n * int(np.prod(shape, dtype=np.int64))
+        features: Any = np.frombuffer(buf, dtype=dtype, count=count, offset=pos).reshape((n, *shape))[index]
+        return Block(row_ids, features, labels)
+    return unpack_block(buf, codec, label_kind).take(index)

@@ -105,11 +105,29 @@ def write_query(
     def samples() -> Iterator[tuple[Any, Any]]:
         with db.connect("read the source query") as conn:
             result = conn.execution_options(stream_results=True, yield_per=2000).execute(ordered)
-            for row in result:
+            for i, row in enumerate(result):
                 values = tuple(row[:width])
-                yield (values if codec.kind == "numeric" else values[0]), (row[width] if label_column else None)
+                features = values if codec.kind == "numeric" else _stored_value(values[0], codec, i)
+                yield features, (row[width] if label_column else None)
 
     return write_rows(db, name, codec, label_kind, samples(), total=total, if_exists=if_exists, progress=progress)
+
+
+def _stored_value(value: Any, codec: FeatureCodec, i: int) -> Any:
+    """A binary query value as the array the codec encodes: the query returns raw bytes, not arrays."""
+    if codec.kind not in ("array", "varlen"):
+        return value
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidInputError(f"query row {i}: the feature value is {type(value).__name__}, not binary; "
+                                f"dtype/shape apply to a single BLOB/bytes column")
+    data = bytes(value)
+    itemsize = codec.np_dtype.itemsize
+    expected = codec.fixed_size
+    if (expected is not None and len(data) != expected) or len(data) % itemsize:
+        need = f"{expected} bytes ({codec.dtype} {codec.shape})" if expected is not None else f"a multiple of {itemsize}"
+        raise InvalidInputError(f"query row {i}: the feature value holds {len(data)} bytes, expected {need}")
+    array = np.frombuffer(data, dtype=codec.np_dtype)
+    return array.reshape(codec.shape) if codec.kind == "array" else array
 
 
 def _label_kind(value: Any) -> LabelKind:

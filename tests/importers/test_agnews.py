@@ -11,7 +11,11 @@ import pytest
 from lightning_dm8.importers import AGNEWS_CLASSES, load_agnews, read_agnews_csv, write_agnews_csv
 
 ROWS = [
-    (3, 'Wall St. Bears Claw Back Into the Black (Reuters)', 'Reuters - Short-sellers, Wall Street\'s dwindling\\band of ultra-cynics, are seeing green again.'),
+    (
+        3,
+        "Wall St. Bears Claw Back Into the Black (Reuters)",
+        "Reuters - Short-sellers, Wall Street's dwindling\\band of ultra-cynics, are seeing green again.",
+    ),
     (4, 'Tiny "quoted" title', 'It #39;s a \\$1,000 deal, said "the source".'),
     (1, "World, news", "Multi\nline description"),
     (2, "Sports", ""),
@@ -53,7 +57,8 @@ def test_load_agnews_round_trips_both_splits(tmp_path: Path) -> None:
 
 def test_missing_file_says_where_to_get_ag_news(tmp_path: Path) -> None:
     write_agnews_csv(tmp_path / "train.csv", ROWS)
-    with pytest.raises(FileNotFoundError, match=r"test.csv not found: .*github.com/mhjabreel/CharCnn_Keras/tree/master/data/ag_news_csv .*torchtext"):
+    expected = r"test.csv not found: .*github.com/mhjabreel/CharCnn_Keras/tree/master/data/ag_news_csv .*torchtext"
+    with pytest.raises(FileNotFoundError, match=expected):
         load_agnews(tmp_path)
 
 

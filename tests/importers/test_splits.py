@@ -30,7 +30,9 @@ def test_split_keeps_both_parts_non_empty() -> None:
     assert [len(part) for part in split_train_test(3, test_fraction=0.99)] == [1, 2]
 
 
-@pytest.mark.parametrize(("n", "fraction", "message"), [(1, 0.2, "at least 2 samples"), (5, 0.0, "strictly"), (5, 1.0, "strictly")])
+@pytest.mark.parametrize(
+    ("n", "fraction", "message"), [(1, 0.2, "at least 2 samples"), (5, 0.0, "strictly"), (5, 1.0, "strictly")]
+)
 def test_split_rejects_bad_arguments(n: int, fraction: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         split_train_test(n, test_fraction=fraction)

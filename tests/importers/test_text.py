@@ -67,7 +67,8 @@ def test_from_json_rejects_other_json(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tokens", "message"), [([], "must start with"), (["a", UNK], "must start with"), ([UNK, "a", "a"], r"repeat tokens, found \['a'\]")]
+    ("tokens", "message"),
+    [([], "must start with"), (["a", UNK], "must start with"), ([UNK, "a", "a"], r"repeat tokens, found \['a'\]")],
 )
 def test_vocabulary_rejects_malformed_token_lists(tokens: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,170 @@
+"""The LMDB block cache: one value per block, so a warm epoch reads local disk and never the database.
+
+One LMDB environment per (database, table) under ``cache_dir``; a ``meta`` record holds the table fingerprint
+and block size it was filled for. Opening it for another fingerprint empties it first, so a cache made for an
+older version of the table is never served. Blocks are written one transaction each: a run killed while
+filling leaves only whole blocks, and the next run fills the missing ones. LMDB's lock file makes several
+workers and ranks on one node share the environment safely; each process opens its own handle lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+import lmdb
+
+from lightning_dm8.db.engine import Database
+from lightning_dm8.errors import LightningDM8Error
+
+OnFull = Literal["error", "skip"]
+_KEY = struct.Struct(">Q")
+DEFAULT_MAP_SIZE = 1 << 40
+
+
+_OPEN_CACHES: weakref.WeakSet[BlockCache] = weakref.WeakSet()
+
+
+def _forget_inherited_environments() -> None:
+    """In a forked child, close the LMDB handles inherited from the parent, so the child can open its own.
+
+    LMDB handles must not be used across fork; closing the child's copy leaves the parent's untouched.
+    """
+    for cache in list(_OPEN_CACHES):
+        cache.close_inherited()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_environments)
+
+
+class CacheFullError(LightningDM8Error, OSError):
+    """The cache directory ran out of space (or the LMDB map is full)."""
+
+
+def cache_path(cache_dir: str | os.PathLike[str], db: Database, table: str) -> Path:
+    """Where the cache of ``table`` lives: keyed by the database's identity (never its password) and the table."""
+    url = db.sa_url
+    identity = json.dumps([db.backend, url.host, url.port, url.database, url.username, table])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:40]
+    return Path(cache_dir).expanduser() / f"{readable}-{digest}"
+
+
+class BlockCache:
+    """Packed blocks of one dataset table, valid for one fingerprint and block size."""
+
+    def __init__(
+        self, path: Path, fingerprint: str, block_size: int, n_blocks: int, *,
+        map_size: int = DEFAULT_MAP_SIZE, on_full: OnFull = "error",
+    ) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.block_size = block_size
+        self.n_blocks = n_blocks
+        self.map_size = map_size
+        self.on_full = on_full
+        self.disabled_reason: str | None = None
+        self._env: lmdb.Environment | None = None
+        self._blocks: Any = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_env=None, _blocks=None, _pid=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _open(self) -> tuple[lmdb.Environment, Any]:
+        if self._env is None or self._pid != os.getpid():
+            with self._lock:
+                return self._open_locked()
+        return self._env, self._blocks
+
+    def _open_locked(self) -> tuple[lmdb.Environment, Any]:
+        if self._env is None or self._pid != os.getpid():
+            self.path.mkdir(parents=True, exist_ok=True)
+            env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=2, readahead=False, meminit=False,
+                            max_readers=512)
+            meta = env.open_db(b"meta")
+            blocks = env.open_db(b"blocks")
+            self._reset_if_stale(env, meta, blocks)
+            self._env, self._blocks, self._pid = env, blocks, os.getpid()
+            _OPEN_CACHES.add(self)
+        return self._env, self._blocks
+
+    def close_inherited(self) -> None:
+        if self._env is not None and self._pid != os.getpid():
+            self._env.close()
+            self._env = self._blocks = None
+            self._lock = threading.Lock()
+
+    def _reset_if_stale(self, env: lmdb.Environment, meta: Any, blocks: Any) -> None:
+        expected = json.dumps({"fingerprint": self.fingerprint, "block_size": self.block_size}).encode()
+        with env.begin(write=True) as txn:
+            if txn.get(b"version", db=meta) != expected:
+                txn.drop(blocks, delete=False)
+                txn.put(b"version", expected, db=meta)
+
+    def get(self, block: int) -> bytes | None:
+        """The packed block, or None when it is not cached yet."""
+        env, blocks = self._open()
+        with env.begin(db=blocks) as txn:
+            return txn.get(_KEY.pack(block))
+
+    def reader(self) -> lmdb.Transaction:
+        """A read transaction whose ``get(key(block), buffers)`` views stay valid until it ends."""
+        env, blocks = self._open()
+        return env.begin(db=blocks, buffers=True)
+
+    @staticmethod
+    def key(block: int) -> bytes:
+        return _KEY.pack(block)
+
+    def put(self, block: int, packed: bytes) -> bool:
+        """Store a packed block; False (and caching stops) when the disk is full and ``on_full="skip"``."""
+        if self.disabled_reason is not None:
+            return False
+        env, blocks = self._open()
+        try:
+            with env.begin(write=True, db=blocks) as txn:
+                txn.put(_KEY.pack(block), packed)
+        except (lmdb.MapFullError, lmdb.DiskError, OSError, lmdb.Error) as exc:
+            if not _is_full(exc):
+                raise
+            message = (f"the block cache at {self.path} is full ({type(exc).__name__}: {exc}); free space there, "
+                       f"point cache_dir elsewhere, or pass cache_on_full='skip' to keep reading from the database")
+            if self.on_full == "error":
+                raise CacheFullError(message) from exc
+            self.disabled_reason = message
+            return False
+        return True
+
+    def cached_blocks(self) -> int:
+        env, blocks = self._open()
+        with env.begin(db=blocks) as txn:
+            return int(txn.stat(blocks)["entries"])
+
+    def is_complete(self) -> bool:
+        """True when every block of the table is cached (a warm epoch needs no query)."""
+        return self.cached_blocks() >= self.n_blocks
+
+    def close(self) -> None:
+        if self._env is not None and self._pid == os.getpid():
+            self._env.close()
+        self._env = self._blocks = None
+
+
+def _is_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, lmdb.MapFullError) or "no space" in text or "disk quota" in text or "enospc" in text

@@ -1,0 +1,184 @@
+"""The torch IterableDataset: each worker of each rank yields whole batches of its share of the epoch plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch.utils.data import IterableDataset, get_worker_info
+
+from lightning_dm8.loading.batches import make_batch
+from lightning_dm8.loading.cache import BlockCache
+from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worker_batch_counts, worker_order
+from lightning_dm8.loading.prefetch import Prefetcher
+from lightning_dm8.loading.source import BlockSource
+from lightning_dm8.tables.block import Block
+from lightning_dm8.tables.reader import TableReader
+
+
+@dataclass(frozen=True)
+class EpochTicket:
+    """Which epoch to deliver, in which order mode, skipping how many batches (a resumed epoch)."""
+
+    epoch: int = 0
+    mode: Mode = "cold"
+    skip_batches: int = 0
+
+
+@dataclass
+class BatchEnvelope:
+    """A batch plus what the main process needs besides it: the row ids delivered and the loading statistics."""
+
+    batch: Any
+    row_ids: np.ndarray
+    stats: dict[str, float]
+
+
+class BlockDataset(IterableDataset):
+    """Yields :class:`BatchEnvelope` objects for one rank; the DataLoader must use ``batch_size=None``.
+
+    Args:
+        reader: reads the table (opens its connections lazily, per process and thread).
+        plan: the epoch plan's configuration (row count, sizes, world size, workers, shuffle, seed).
+        rank: this process's global rank.
+        cache: the LMDB cache, or None to read the database every epoch.
+        prefetch_blocks: blocks fetched ahead of the one being served (0: no prefetch).
+        io_threads: threads running those fetches.
+        transform / collate: optional per-sample transform and collate function.
+    """
+
+    def __init__(
+        self, reader: TableReader, plan: PlanConfig, rank: int, cache: BlockCache | None, *,
+        prefetch_blocks: int = 4, io_threads: int = 2, transform: Any = None, collate: Any = None,
+    ) -> None:
+        self.reader = reader
+        self.plan = plan
+        self.rank = rank
+        self.cache = cache
+        self.prefetch_blocks = prefetch_blocks
+        self.io_threads = io_threads
+        self.transform = transform
+        self.collate = collate
+        self.ticket = EpochTicket()
+        self._source: BlockSource | None = None
+        self._prefetcher: Prefetcher | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_source=None, _prefetcher=None)
+        return state
+
+    def __len__(self) -> int:
+        return batches_per_rank(self.plan)
+
+    def _worker(self) -> tuple[int, int]:
+        info = get_worker_info()
+        return (0, 1) if info is None else (info.id, info.num_workers)
+
+    def source(self) -> BlockSource:
+        if self._source is None:
+            self._source = BlockSource(self.reader, self.plan.block_size, self.cache)
+        return self._source
+
+    def __iter__(self) -> Iterator[BatchEnvelope]:
+        worker, num_workers = self._worker()
+        if num_workers != self.plan.num_workers:
+            raise RuntimeError(
+                f"the dataset was planned for {self.plan.num_workers} workers but runs in {num_workers}; build it "
+                f"through DM8DataModule/DM8DataLoader so the two agree"
+            )
+        ticket = self.ticket
+        order = worker_order(self.plan, ticket.epoch, self.rank, worker, ticket.mode)
+        skip_rows = min(len(order), self._worker_skip(worker) * self.plan.batch_size)
+        order = order[skip_rows:]
+        if self._prefetcher is None:
+            self._prefetcher = Prefetcher(self.prefetch_blocks, self.io_threads)
+        blocks = (self._random_access if ticket.mode == "warm" and self.plan.shuffle and self.cache is not None
+                  else self._streaming)(order)
+        source = self.source()
+        for block in blocks:
+            yield BatchEnvelope(make_batch(block, self.transform, self.collate), block.row_ids, source.stats.take())
+
+    def close(self) -> None:
+        """Release this process's connections, cache handle and prefetch threads."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
+        self.reader.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def _worker_skip(self, worker: int) -> int:
+        """Batches this worker already delivered before a resume, given the rank's delivered count."""
+        counts = worker_batch_counts(self.plan)
+        return _round_robin_share(counts, self.ticket.skip_batches)[worker]
+
+    def _random_access(self, order: np.ndarray) -> Iterator[Block]:
+        source = self.source()
+        batch = self.plan.batch_size
+        for start in range(0, len(order), batch):
+            yield source.rows(order[start : start + batch])
+
+    def _streaming(self, order: np.ndarray) -> Iterator[Block]:
+        """Blocks in order of first need, prefetched; rows gathered into batches; a block is dropped once used."""
+        source = self.source()
+        block_size = self.plan.block_size
+        needed = order // block_size
+        first_seen = np.unique(needed, return_index=True)[1]
+        sequence = needed[np.sort(first_seen)]
+        remaining = dict(zip(*np.unique(needed, return_counts=True)))
+        loaded: dict[int, Block] = {}
+        fetched = iter(self._prefetcher.map(source.load, sequence.tolist()))  # type: ignore[union-attr]
+        batch = self.plan.batch_size
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            blocks = rows // block_size
+            for b in np.unique(blocks).tolist():
+                while b not in loaded:
+                    key, value = next(fetched)
+                    loaded[key] = value
+            yield _gather(loaded, list(_group(blocks, rows - blocks * block_size)), blocks)
+            for b, count in zip(*np.unique(blocks, return_counts=True)):
+                remaining[b] -= count
+                if remaining[b] == 0:
+                    del loaded[int(b)]
+
+
+def _group(blocks: np.ndarray, positions: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    for b in np.unique(blocks).tolist():
+        yield b, positions[blocks == b]
+
+
+def _gather(loaded: dict[int, Block], parts: list[tuple[int, np.ndarray]], blocks: np.ndarray) -> Block:
+    """The rows of one batch, in ``rows`` order, from the loaded blocks."""
+    if len(parts) == 1:
+        b, positions = parts[0]
+        return loaded[b].take(positions)
+    order = np.argsort(blocks, kind="stable")
+    gathered = Block.concat([loaded[b].take(p) for b, p in parts])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return gathered.take(inverse)
+
+
+def _round_robin_share(counts: list[int], delivered: int) -> list[int]:
+    """How many batches each worker had delivered when the DataLoader had yielded ``delivered`` in total.
+
+    The DataLoader takes batches from its workers in turn, skipping workers that are exhausted.
+    """
+    taken = [0] * len(counts)
+    remaining = delivered
+    while remaining > 0:
+        progressed = False
+        for w, count in enumerate(counts):
+            if remaining == 0:
+                break
+            if taken[w] < count:
+                taken[w] += 1
+                remaining -= 1
+                progressed = True
+        if not progressed:
+            break
+    return taken

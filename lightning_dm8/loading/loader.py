@@ -1,0 +1,143 @@
+"""DM8DataLoader: a DataLoader over a BlockDataset that knows its epoch, order mode and position.
+
+Its ``state_dict`` is what Lightning stores in a checkpoint for the training loader (Lightning saves the state
+of a loader that has ``state_dict``/``load_state_dict``); restoring it makes the next iteration deliver exactly
+the rest of the interrupted epoch. Workers are not persistent: each epoch's workers receive that epoch's
+ticket when they start.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from lightning_dm8.loading.dataset import BatchEnvelope, BlockDataset, EpochTicket
+from lightning_dm8.loading.plan import Mode, padding_rows
+from lightning_dm8.loading.source import LoadStats
+
+_STATE_VERSION = 1
+
+
+def _unwrap(item: Any) -> Any:
+    return item
+
+
+class DM8DataLoader(DataLoader):
+    """Iterates a :class:`BlockDataset`; one ``iter()`` is one epoch.
+
+    Args:
+        dataset: the rank's dataset.
+        num_workers: worker processes (0: load in this process, with prefetch threads).
+        epoch_fn: returns the current epoch (the Trainer's); without it the loader counts epochs itself.
+        cache_complete: whether the cache held the whole table when the run started (decides the first epoch's mode).
+        track_row_ids: keep the row ids of yielded batches for :meth:`pop_row_ids` (prediction writers).
+        on_epoch_end: called with the epoch's :class:`LoadStats` when an epoch has been fully delivered.
+    """
+
+    def __init__(
+        self, dataset: BlockDataset, *, num_workers: int = 0, pin_memory: bool = False,
+        epoch_fn: Callable[[], int] | None = None, cache_complete: bool = False, track_row_ids: bool = False,
+        on_epoch_end: Callable[[LoadStats], None] | None = None, multiprocessing_context: Any = None,
+    ) -> None:
+        super().__init__(
+            dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_unwrap,
+            persistent_workers=False, multiprocessing_context=multiprocessing_context if num_workers else None,
+        )
+        self.block_dataset = dataset
+        self.epoch_fn = epoch_fn
+        self.cache_complete = cache_complete
+        self.track_row_ids = track_row_ids
+        self.on_epoch_end = on_epoch_end
+        self.stats = LoadStats()
+        self._row_ids: deque[np.ndarray] = deque()
+        self._epoch = 0
+        self._iterated = False
+        self._first_epoch: int | None = None
+        self._delivered = 0
+        self._mode: Mode = "cold"
+        self._resume: dict[str, Any] | None = None
+
+    def _next_ticket(self) -> EpochTicket:
+        if self.epoch_fn is not None:
+            epoch = self.epoch_fn()
+        else:
+            epoch = self._epoch + 1 if self._iterated else self._epoch
+        self._iterated = True
+        if self._resume is not None and self._resume["epoch"] == epoch:
+            ticket = EpochTicket(epoch, self._resume["mode"], self._resume["delivered"])
+        else:
+            if self._first_epoch is None:
+                self._first_epoch = epoch
+            warm = self.block_dataset.cache is not None and (self.cache_complete or epoch > self._first_epoch)
+            ticket = EpochTicket(epoch, "warm" if warm else "cold", 0)
+        self._resume = None
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        return ticket
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        ticket = self._next_ticket()
+        self.block_dataset.ticket = ticket
+        self._epoch, self._mode, self._delivered = ticket.epoch, ticket.mode, ticket.skip_batches
+        self.stats = LoadStats(padding_rows=padding_rows(self.block_dataset.plan))
+        self._row_ids.clear()
+        total = len(self)
+        finished = False
+        for envelope in super().__iter__():
+            assert isinstance(envelope, BatchEnvelope)
+            self.stats.add(envelope.stats)
+            self._delivered += 1
+            if self.track_row_ids:
+                self._row_ids.append(envelope.row_ids)
+            if self._delivered >= total and not finished:
+                # Lightning stops after len() batches without exhausting the iterator: finish the epoch here.
+                finished = True
+                self._finish_epoch()
+            yield envelope.batch
+        if not finished:
+            self._finish_epoch()
+
+    def _finish_epoch(self) -> None:
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self.stats)
+
+    def pop_row_ids(self) -> np.ndarray:
+        """Row ids of the oldest yielded batch not popped yet (first in, first out)."""
+        if not self._row_ids:
+            raise RuntimeError("no batch row ids to pop: create the loader with track_row_ids=True and iterate it")
+        return self._row_ids.popleft()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the epoch plan: small, and enough to resume exactly."""
+        plan = self.block_dataset.plan
+        return {
+            "version": _STATE_VERSION, "epoch": self._epoch, "mode": self._mode, "delivered": self._delivered,
+            "seed": plan.seed, "world_size": plan.world_size, "num_workers": plan.num_workers,
+            "batch_size": plan.batch_size, "block_size": plan.block_size, "n_rows": plan.n_rows,
+            "fingerprint": self.block_dataset.reader.info.fingerprint,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state``: the next ``iter()`` delivers the rest of that epoch (or the next epoch if done)."""
+        plan = self.block_dataset.plan
+        expected = {"seed": plan.seed, "world_size": plan.world_size, "num_workers": plan.num_workers,
+                    "batch_size": plan.batch_size, "block_size": plan.block_size, "n_rows": plan.n_rows}
+        changed = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        if changed:
+            details = ", ".join(f"{k}: saved {old} now {new}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"cannot resume mid-epoch: the data loading setup changed since the checkpoint ({details}); resume "
+                f"with the same settings, or start a new epoch"
+            )
+        self._iterated = False
+        if state["delivered"] >= len(self):
+            self._epoch = state["epoch"] + 1
+            self._resume = None
+            return
+        self._epoch = state["epoch"]
+        self._first_epoch = state["epoch"]
+        self._resume = {"epoch": state["epoch"], "mode": state["mode"], "delivered": state["delivered"]}

@@ -1,0 +1,120 @@
+"""BlockSource: one place that turns a block number into rows — from the cache if there, else one range query
+(whose result is then cached). Counts what it did, for the per-epoch statistics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lightning_dm8.loading.cache import BlockCache
+from lightning_dm8.tables.block import Block, pack_block, take_packed, unpack_block
+from lightning_dm8.tables.reader import TableReader
+
+
+@dataclass
+class LoadStats:
+    """What one epoch cost: queries, rows from the database and from the cache, bytes, seconds waiting."""
+
+    queries: int = 0
+    rows_from_db: int = 0
+    rows_from_cache: int = 0
+    bytes_from_db: int = 0
+    db_seconds: float = 0.0
+    padding_rows: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, other: dict[str, float]) -> None:
+        with self._lock:
+            for key, value in other.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in
+                ("queries", "rows_from_db", "rows_from_cache", "bytes_from_db", "db_seconds", "padding_rows")}
+
+    def take(self) -> dict[str, float]:
+        """The counts so far, resetting them (for handing deltas from a worker to the main process)."""
+        with self._lock:
+            values = self.as_dict()
+            for key in values:
+                setattr(self, key, type(values[key])())
+        return values
+
+
+class BlockSource:
+    """Loads aligned blocks ``[k * block_size, (k + 1) * block_size)`` of one table."""
+
+    def __init__(self, reader: TableReader, block_size: int, cache: BlockCache | None) -> None:
+        self.reader = reader
+        self.block_size = block_size
+        self.cache = cache
+        self.stats = LoadStats()
+        info = reader.info
+        self._codec, self._label_kind, self._n_rows = info.codec, info.label_kind, info.row_count
+
+    def bounds(self, block: int) -> tuple[int, int]:
+        lo = block * self.block_size
+        return lo, min(lo + self.block_size, self._n_rows)
+
+    def load(self, block: int) -> Block:
+        """The block's rows; a cache miss reads the whole block with one query and caches it."""
+        if self.cache is not None:
+            packed = self.cache.get(block)
+            if packed is not None:
+                decoded = unpack_block(packed, self._codec, self._label_kind)
+                self.stats.add({"rows_from_cache": len(decoded)})
+                return decoded
+        return self._fetch(block)
+
+    def _fetch(self, block: int) -> Block:
+        lo, hi = self.bounds(block)
+        start = time.perf_counter()
+        decoded = self.reader.read(lo, hi)
+        elapsed = time.perf_counter() - start
+        packed = pack_block(decoded, self._codec, self._label_kind) if self.cache is not None else None
+        if packed is not None:
+            self.cache.put(block, packed)  # type: ignore[union-attr]
+        self.stats.add({"queries": 1, "rows_from_db": len(decoded), "db_seconds": elapsed,
+                        "bytes_from_db": len(packed) if packed is not None else _nbytes(decoded)})
+        return decoded
+
+    def rows(self, row_ids: np.ndarray) -> Block:
+        """Arbitrary rows (any order) straight from cached blocks, copying only those rows; misses are fetched.
+
+        Needs a cache: this is the warm path (a full random permutation of the rows).
+        """
+        blocks = row_ids // self.block_size
+        order = np.argsort(blocks, kind="stable")
+        sorted_blocks = blocks[order]
+        cut = np.flatnonzero(np.diff(sorted_blocks)) + 1
+        parts: list[Block] = []
+        from_cache = 0
+        with self.cache.reader() as txn:  # type: ignore[union-attr]
+            for group in np.split(order, cut):
+                block = int(blocks[group[0]])
+                positions = row_ids[group] - block * self.block_size
+                view = txn.get(BlockCache.key(block))
+                if view is None:
+                    parts.append(self._fetch(block).take(positions))
+                else:
+                    parts.append(take_packed(view, self._codec, self._label_kind, positions))
+                    from_cache += len(group)
+        self.stats.add({"rows_from_cache": from_cache})
+        gathered = Block.concat(parts)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return gathered.take(inverse)
+
+
+def _nbytes(block: Block) -> int:
+    if isinstance(block.features, np.ndarray):
+        return int(block.features.nbytes)
+    return sum(len(f) if not isinstance(f, np.ndarray) else f.nbytes for f in block.features)
+
+
+def describe(stats: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items())
