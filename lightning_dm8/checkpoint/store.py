@@ -1,0 +1,357 @@
+"""Checkpoint bytes in and out of the model table: chunked, atomic, verified.
+
+A save is three steps: (1) clean this run's leftovers and insert the header with ``complete = 0``; (2) write the
+chunks in transactions of about ``commit_bytes`` (bounded transactions: MySQL's redo log and DM8's rollback
+segments stay small, and progress is visible); (3) flip ``complete`` to 1 and drop older checkpoints of the same
+name, in one transaction. Readers only see ``complete = 1`` rows, so a process killed at any point leaves every
+earlier checkpoint intact and nothing partial visible; step (1) of the run's next save removes the leftovers.
+Every read checks the size and SHA-256 recorded in the header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from lightning_dm8.checkpoint.errors import (
+    CheckpointConflictError,
+    CheckpointCorruptError,
+    CheckpointNotFoundError,
+)
+from lightning_dm8.checkpoint.paths import BEST, LATEST, Selector, check_run, parse_selector
+from lightning_dm8.checkpoint.policy import pick_best
+from lightning_dm8.checkpoint.records import CheckpointInfo, CheckpointMeta, info_from_mapping, info_from_row
+from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, ModelTables, model_tables
+from lightning_dm8.db.engine import Database
+from lightning_dm8.db.fastpath import insert_rows
+from lightning_dm8.errors import LightningDM8Error, TableNotFoundError
+from lightning_dm8.tables.registry import now
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 32 << 20
+"""32 MiB per chunk row: few round trips, modest driver buffers, far below DM8's 2 GB LOB cap."""
+DEFAULT_COMMIT_BYTES = 64 << 20
+_MIN_CHUNK_SIZE = 64 << 10
+_PACKET_MARGIN = 64 << 10
+
+
+def mysql_chunk_limit(max_allowed_packet: int) -> int:
+    """The largest chunk that fits one MySQL packet: PyMySQL escapes binary data in the statement text, which can
+    double it (NUL bytes, common in tensors, become two bytes), plus room for the rest of the statement."""
+    return max(_MIN_CHUNK_SIZE, (int(max_allowed_packet) - _PACKET_MARGIN) // 2)
+
+
+def _params(compiled: sa.engine.Compiled, values: dict[str, Any]) -> Any:
+    if compiled.positional:
+        return tuple(values[name] for name in compiled.positiontup or ())  # type: ignore[attr-defined]
+    return values
+
+
+class CheckpointStore:
+    """The model table ``table`` (and ``<table>_chunks``) of one database.
+
+    Args:
+        db: the database (a :class:`Database` or a URL).
+        table: the model table's name.
+        chunk_size: bytes per chunk row; lowered automatically below MySQL's ``max_allowed_packet``.
+        commit_bytes: chunk bytes written per transaction.
+    """
+
+    def __init__(
+        self,
+        db: Database | str,
+        table: str = DEFAULT_TABLE,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        commit_bytes: int = DEFAULT_COMMIT_BYTES,
+    ) -> None:
+        self.db = db if isinstance(db, Database) else Database(db)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive number of bytes; got {chunk_size}")
+        self.table = table
+        self.tables: ModelTables = model_tables(table, self.db.backend)
+        self.chunk_size = int(chunk_size)
+        self.commit_bytes = max(int(commit_bytes), 1)
+        self._ready = False
+        self._effective_chunk: int | None = None
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({self.db.url!r}, table={self.table!r})"
+
+    @property
+    def where(self) -> str:
+        return f"model table {self.table!r} in {self.db.url}"
+
+    # -- setup -----------------------------------------------------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        """Create both tables if missing (tolerating another process creating them at the same moment)."""
+        if self._ready:
+            return
+        for table in (self.tables.header, self.tables.chunks):
+            try:
+                with self.db.begin(f"create {table.name!r}") as conn:
+                    table.create(conn, checkfirst=True)
+            except LightningDM8Error:
+                with self.db.connect(f"inspect {table.name!r}") as conn:
+                    if not sa.inspect(conn).has_table(table.name):
+                        raise
+        self._ready = True
+
+    def effective_chunk_size(self, conn: sa.Connection) -> int:
+        """``chunk_size``, or less on MySQL/MariaDB when the server's ``max_allowed_packet`` demands it."""
+        if self._effective_chunk is None:
+            size = self.chunk_size
+            if self.db.backend == "mysql":
+                packet = conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one()
+                limit = mysql_chunk_limit(int(packet))
+                if limit < size:
+                    log.debug("chunks of %d bytes to stay below max_allowed_packet=%s on %s", limit, packet, self.db.url)
+                size = min(size, limit)
+            self._effective_chunk = size
+        return self._effective_chunk
+
+    # -- reading headers -------------------------------------------------------------------------------------------
+
+    def infos(self, run: str | None = None, include_incomplete: bool = False) -> list[CheckpointInfo]:
+        """Header rows ordered by run and version; only complete ones unless ``include_incomplete``."""
+        header = self.tables.header
+        query = sa.select(header).order_by(header.c.run, header.c.version)
+        if run is not None:
+            query = query.where(header.c.run == run)
+        if not include_incomplete:
+            query = query.where(header.c.complete == 1)
+        with self._session(f"list checkpoints in {self.table!r}") as conn:
+            return [info_from_row(r) for r in conn.execute(query)]
+
+    def runs(self) -> list[str]:
+        header = self.tables.header
+        with self._session(f"list runs in {self.table!r}") as conn:
+            query = sa.select(header.c.run).where(header.c.complete == 1).distinct().order_by(header.c.run)
+            return [r[0] for r in conn.execute(query)]
+
+    def resolve(self, run: str, selector: Selector = LATEST) -> CheckpointInfo:
+        """The complete checkpoint ``selector`` names in ``run``; :class:`CheckpointNotFoundError` says what exists."""
+        check_run(run)
+        selector = parse_selector(selector)
+        infos = self.infos(run)
+        if not infos:
+            others = self.runs()
+            hint = f"runs with checkpoints: {', '.join(others[:20])}" if others else "it holds no checkpoints yet"
+            raise CheckpointNotFoundError(f"no checkpoint of run {run!r} in {self.where}; {hint}")
+        found: CheckpointInfo | None
+        if selector == LATEST:
+            found = infos[-1]
+        elif selector == BEST:
+            found = pick_best(infos)
+        elif isinstance(selector, int):
+            found = next((c for c in infos if c.version == selector), None)
+        else:
+            found = next((c for c in reversed(infos) if c.name == selector), None)
+        if found is None:
+            listed = ", ".join(f"{c.version} ({c.name})" if c.name else str(c.version) for c in infos[-20:])
+            what = f"version {selector}" if isinstance(selector, int) else f"checkpoint named {selector!r}"
+            raise CheckpointNotFoundError(f"run {run!r} has no {what} in {self.where}; it has versions {listed}")
+        return found
+
+    # -- bytes -----------------------------------------------------------------------------------------------------
+
+    def read(self, info: CheckpointInfo) -> bytes:
+        """The verified bytes of ``info``: size and SHA-256 must match the header."""
+        chunks = self.tables.chunks
+        query = (
+            sa.select(chunks.c.data)
+            .where(chunks.c.run == sa.bindparam("r"), chunks.c.version == sa.bindparam("v"))
+            .where(chunks.c.chunk_no == sa.bindparam("n"))
+        )
+        buffer = bytearray(info.size_bytes)
+        digest = hashlib.sha256()
+        position = 0
+        problem = None
+        with self._session(f"read checkpoint {info.run!r} version {info.version}") as conn:
+            compiled = query.compile(dialect=conn.dialect)
+            cursor = self._raw_cursor(conn)
+            try:
+                for number in range(info.chunk_count):
+                    cursor.execute(str(compiled), _params(compiled, {"r": info.run, "v": info.version, "n": number}))
+                    row = cursor.fetchone()
+                    if row is None:
+                        problem = f"chunk {number} of {info.chunk_count} is missing"
+                        break
+                    data = row[0]
+                    if position + len(data) > info.size_bytes:
+                        problem = f"chunk {number} runs past the recorded size of {info.size_bytes} bytes"
+                        break
+                    buffer[position : position + len(data)] = data
+                    digest.update(data)
+                    position += len(data)
+            finally:
+                cursor.close()
+        if problem is None and position != info.size_bytes:
+            problem = f"the chunks hold {position} bytes, the header records {info.size_bytes}"
+        if problem is None and digest.hexdigest() != info.sha256:
+            problem = f"SHA-256 {digest.hexdigest()} differs from the recorded {info.sha256}"
+        if problem is not None:
+            self._raise_unreadable(info, problem)
+        return bytes(buffer)
+
+    def _raise_unreadable(self, info: CheckpointInfo, problem: str) -> None:
+        if not any(c.version == info.version for c in self.infos(info.run)):
+            raise CheckpointNotFoundError(
+                f"checkpoint {info.run!r} version {info.version} was deleted from {self.where} while it was being read"
+            )
+        raise CheckpointCorruptError(
+            f"checkpoint {info.run!r} version {info.version} in {self.where} is corrupt: {problem}. It will not be "
+            f"loaded; load another version (lightning-dm8 checkpoints list) or delete this one."
+        )
+
+    def _raw_cursor(self, conn: sa.Connection) -> Any:
+        """A DB-API cursor: binary results on PostgreSQL (no hex-encoded bytea), the plain cursor elsewhere."""
+        if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+            return conn.connection.driver_connection.cursor(binary=True)  # type: ignore[union-attr]
+        return conn.connection.cursor()
+
+    def save(self, run: str, payload: bytes, meta: CheckpointMeta) -> CheckpointInfo:
+        """Store ``payload`` as the run's next version; the header turns visible only once every chunk is written."""
+        check_run(run)
+        self.ensure_tables()
+        view = memoryview(payload)
+        size = len(view)
+        sha = hashlib.sha256(view).hexdigest()
+        header = self.tables.header
+        with self.db.begin(f"start checkpoint of run {run!r} in {self.table!r}") as conn:
+            chunk = self.effective_chunk_size(conn)
+            self._delete_incomplete(conn, run)
+            latest = conn.execute(sa.select(sa.func.max(header.c.version)).where(header.c.run == run)).scalar()
+            version = int(latest or 0) + 1
+            count = -(-size // chunk)
+            values = dict(
+                run=run, version=version, name=meta.name, kind=meta.kind, epoch=meta.epoch,
+                global_step=meta.global_step, monitor=meta.monitor, monitor_value=meta.monitor_value,
+                monitor_mode=meta.monitor_mode, created_at=now(), size_bytes=size, sha256=sha, chunk_count=count,
+                model_class=meta.model_class, complete=0,
+            )
+            conn.execute(header.insert().values(**values))
+        try:
+            self._write_chunks(run, version, view, chunk, count)
+            self._publish(run, version, meta.name)
+        except BaseException:
+            self._forget(run, version)
+            raise
+        log.debug("saved checkpoint %r version %d (%d bytes, %d chunks) to %s", run, version, size, count, self.where)
+        return info_from_mapping({**values, "complete": 1})
+
+    def _write_chunks(self, run: str, version: int, view: memoryview, chunk: int, count: int) -> None:
+        per_commit = max(1, self.commit_bytes // chunk)
+        for first in range(0, count, per_commit):
+            with self.db.begin(f"write checkpoint {run!r} version {version}") as conn:
+                for number in range(first, min(first + per_commit, count)):
+                    data = bytes(view[number * chunk : (number + 1) * chunk])
+                    insert_rows(conn, self.tables.chunks, [(run, version, number, data)])
+
+    def _publish(self, run: str, version: int, name: str | None) -> None:
+        header = self.tables.header
+        with self.db.begin(f"publish checkpoint {run!r} version {version}") as conn:
+            flipped = conn.execute(
+                header.update()
+                .where(header.c.run == run, header.c.version == version, header.c.complete == 0)
+                .values(complete=1)
+            ).rowcount
+            if flipped != 1:
+                raise CheckpointConflictError(
+                    f"checkpoint {run!r} version {version} disappeared from {self.where} while it was being saved: "
+                    f"is another process saving under the same run name? Give each training its own run."
+                )
+            if name is not None:
+                older = conn.execute(
+                    sa.select(header.c.version).where(
+                        header.c.run == run, header.c.name == name, header.c.version != version
+                    )
+                ).scalars().all()
+                self._delete_versions(conn, run, older)
+
+    def _forget(self, run: str, version: int) -> None:
+        """Best-effort removal of a failed save; whatever stays is incomplete, so invisible and cleaned later."""
+        try:
+            with self.db.begin(f"remove failed checkpoint {run!r} version {version}") as conn:
+                header = self.tables.header
+                done = conn.execute(
+                    sa.select(header.c.complete).where(header.c.run == run, header.c.version == version)
+                ).scalar()
+                if done == 0:
+                    self._delete_versions(conn, run, [version])
+        except Exception:  # the save's own error matters more
+            log.debug("could not remove the failed checkpoint %r version %d", run, version, exc_info=True)
+
+    # -- deleting --------------------------------------------------------------------------------------------------
+
+    def _delete_versions(self, conn: sa.Connection, run: str, versions: Sequence[int]) -> int:
+        if not versions:
+            return 0
+        header, chunks = self.tables.header, self.tables.chunks
+        for batch in _batches(sorted(set(versions)), 500):
+            conn.execute(chunks.delete().where(chunks.c.run == run, chunks.c.version.in_(batch)))
+            conn.execute(header.delete().where(header.c.run == run, header.c.version.in_(batch)))
+        return len(set(versions))
+
+    def _delete_incomplete(self, conn: sa.Connection, run: str) -> int:
+        header = self.tables.header
+        stale = conn.execute(
+            sa.select(header.c.version).where(header.c.run == run, header.c.complete == 0)
+        ).scalars().all()
+        if stale:
+            log.info("removing %d unfinished checkpoint(s) of run %r from %s", len(stale), run, self.where)
+        return self._delete_versions(conn, run, [int(v) for v in stale])
+
+    def delete(self, run: str, versions: Iterable[int]) -> int:
+        """Delete these versions of ``run`` (missing ones are ignored); returns how many existed."""
+        wanted = sorted({int(v) for v in versions})
+        if not wanted:
+            return 0
+        header = self.tables.header
+        with self._session(f"delete checkpoints of run {run!r}", write=True) as conn:
+            present = conn.execute(
+                sa.select(header.c.version).where(header.c.run == run, header.c.version.in_(wanted))
+            ).scalars().all()
+            return self._delete_versions(conn, run, [int(v) for v in present])
+
+    def delete_named(self, run: str, name: str) -> int:
+        """Delete the complete checkpoints of ``run`` called ``name`` (idempotent)."""
+        header = self.tables.header
+        with self._session(f"delete checkpoint {name!r} of run {run!r}", write=True) as conn:
+            found = conn.execute(
+                sa.select(header.c.version).where(header.c.run == run, header.c.name == name, header.c.complete == 1)
+            ).scalars().all()
+            return self._delete_versions(conn, run, [int(v) for v in found])
+
+    def delete_incomplete(self, run: str | None = None) -> int:
+        """Remove unfinished saves (of ``run``, or of every run: only when no save is running)."""
+        header = self.tables.header
+        with self._session("delete unfinished checkpoints", write=True) as conn:
+            runs = [run] if run is not None else conn.execute(
+                sa.select(header.c.run).where(header.c.complete == 0).distinct()
+            ).scalars().all()
+            return sum(self._delete_incomplete(conn, r) for r in runs)
+
+    # -- connections -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, where: str, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection (a transaction when ``write``) in which a missing model table reads as "no checkpoints"."""
+        try:
+            with self.db.begin(where) if write else self.db.connect(where) as conn:
+                yield conn
+        except TableNotFoundError as missing:
+            raise CheckpointNotFoundError(
+                f"there is no {self.where}: nothing has been saved there yet (check the URL and the table name)"
+            ) from missing
+
+
+def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
