@@ -3,6 +3,7 @@
 Public API, re-exported here; modules inside the package import from their own homes, never from here.
 """
 
+from lightning_dm8.datamodule import DM8DataModule
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import PASSWORD_ENV, mask_url
 from lightning_dm8.errors import (
@@ -22,6 +23,7 @@ from lightning_dm8.tables.registry import DatasetInfo
 from lightning_dm8.tables.writer import write_arrays, write_dataset
 
 __all__ = [
+    "DM8DataModule",
     "PASSWORD_ENV",
     "AuthenticationError",
     "Database",

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/lightning-dm8 demo "$@"
+exec .venv/bin/python examples/fashion_mnist/demo.py "$@"

@@ -88,7 +88,10 @@ def parse_ckpt_path(path: str) -> CheckpointRef:
     run, selector = body.rsplit(":", 1)
     if not run.strip() or not selector.strip():
         raise InvalidCheckpointPathError(f"bad checkpoint path {path!r}: the run and the selector must not be empty; {_FORM_HINT}")
-    return CheckpointRef(check_run(run), parse_selector(selector))
+    try:
+        return CheckpointRef(check_run(run), parse_selector(selector))
+    except InvalidCheckpointPathError as exc:
+        raise InvalidCheckpointPathError(f"bad checkpoint path {path!r}: {exc}") from None
 
 
 def format_ckpt_path(run: str, selector: Selector) -> str:

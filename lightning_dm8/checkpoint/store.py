@@ -346,10 +346,22 @@ class CheckpointStore:
         try:
             with self.db.begin(where) if write else self.db.connect(where) as conn:
                 yield conn
-        except TableNotFoundError as missing:
-            raise CheckpointNotFoundError(
-                f"there is no {self.where}: nothing has been saved there yet (check the URL and the table name)"
-            ) from missing
+        except LightningDM8Error as exc:
+            # Not every driver error code maps to TableNotFoundError (PyMySQL >= 1.2 reports the SQLSTATE), so a
+            # failure is checked against the catalogue before it is called a missing table.
+            if isinstance(exc, TableNotFoundError) or not self._tables_exist():
+                raise CheckpointNotFoundError(
+                    f"there is no {self.where}: nothing has been saved there yet (check the URL and the table name)"
+                ) from exc
+            raise
+
+    def _tables_exist(self) -> bool:
+        try:
+            with self.db.connect(f"inspect {self.table!r}") as conn:
+                inspector = sa.inspect(conn)
+                return inspector.has_table(self.tables.header.name) and inspector.has_table(self.tables.chunks.name)
+        except LightningDM8Error:
+            return True  # cannot tell: keep the original error
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:

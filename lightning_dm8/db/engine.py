@@ -32,6 +32,42 @@ def _connect_args(backend: str, timeout: float) -> dict[str, Any]:
     return {"timeout": timeout}
 
 
+def _use_wal(engine: sa.Engine) -> None:
+    """Put a SQLite file database in WAL mode, so that an open reader never blocks a writer.
+
+    In the default rollback-journal mode a streaming SELECT (``write_query`` reading its source while it writes the
+    dataset, or a DataLoader worker reading blocks) holds a shared lock that stops any write transaction larger than
+    the page cache, until the busy timeout fails it. In-memory databases keep their own journal.
+    """
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or "mode=memory" in database:
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        except Exception:  # a read-only file or medium: keep the rollback journal, reads still work
+            pass
+
+
+DM_UNQUOTED_KEYWORDS = frozenset({"rowid", "year"})
+"""Names DM8 reads as keywords or pseudo-columns that dmSQLAlchemy (2.0.17) leaves unquoted: ``rowid`` is missing
+from its reserved words, ``year`` is glued to the word before it in the list. Unquoted, a column ``rowid`` would
+be read back as DM8's physical row address instead of the stored values."""
+
+
+def _quote_dm_pseudo_columns(dialect: sa.Dialect) -> None:
+    """Make this engine's dmSQLAlchemy preparer quote :data:`DM_UNQUOTED_KEYWORDS` like any reserved word.
+
+    Done on the dialect rather than per table, so DDL, DML, ``has_table`` (name normalisation) and hand-built
+    statements (``identifier_preparer.quote``) all agree on the quoted, case-preserved name.
+    """
+    preparer = dialect.identifier_preparer
+    preparer.reserved_words = set(preparer.reserved_words) | DM_UNQUOTED_KEYWORDS
+    preparer._strings.clear()  # quote() caches its answers per name
+
+
 class Database:
     """A database named by a SQLAlchemy URL, connected lazily and per process.
 
@@ -89,18 +125,30 @@ class Database:
 
     def _create_engine(self) -> sa.Engine:
         try:
-            return sa.create_engine(
+            engine = sa.create_engine(
                 self._url,
                 connect_args=_connect_args(self.backend, self.connect_timeout),
                 pool_pre_ping=self.backend != "sqlite",
             )
         except (ImportError, sa.exc.NoSuchModuleError) as exc:
             raise self._missing_driver(exc) from exc
+        if self.backend == "sqlite":
+            _use_wal(engine)
+        if self.backend == "dm":
+            _quote_dm_pseudo_columns(engine.dialect)
+        return engine
 
     def _missing_driver(self, exc: BaseException) -> MissingDriverError:
         extra = BACKEND_EXTRAS.get(self.backend, "")
         hint = f"pip install 'lightning-dm8[{extra}]'" if extra else "install the driver named above"
         module = _DRIVER_MODULES.get(self.backend, self._url.drivername)
+        missing = getattr(exc, "name", None)
+        if missing and missing != module:
+            # The URL names another driver than the supported one: installing the extra alone would not help.
+            return MissingDriverError(
+                f"The driver for {self.url} is not installed ({type(exc).__name__}: {exc}); install {missing}, or use "
+                f"the supported driver {module} ({hint}) by writing the URL as {self.backend}://..."
+            )
         return MissingDriverError(
             f"The driver for {self.url} is not installed ({type(exc).__name__}: {exc}); "
             f"the {self.backend} backend needs {module}: {hint}."

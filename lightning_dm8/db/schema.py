@@ -18,8 +18,40 @@ LABEL = "label"
 DM_VARBINARY_LIMIT = 8188
 """DM8's VARBINARY holds at most 8188 bytes; larger samples go to BLOB (which costs round trips per cell)."""
 
+PG_MAX_NAME_BYTES = 63
+MYSQL_MAX_NAME_CHARS = 64
+DM_MAX_NAME_BYTES = 128
+
 PG_INLINE_LIMIT = 8000
 """PostgreSQL keeps a fixed-size value up to this many bytes in the row (STORAGE PLAIN): no TOAST on read."""
+
+
+def _name_type() -> sa.types.TypeEngine:
+    """Dataset names compare exactly: MySQL's default case-insensitive collation would let ``Cats`` find ``cats``'s
+    registry row (and read the other table) while the table names themselves are distinct."""
+    return sa.String(255).with_variant(mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+def name_problem(backend: str, name: str) -> str | None:
+    """Why ``name`` cannot be a table name on ``backend``, or None when it can.
+
+    Checked before anything is written: PostgreSQL silently truncates longer names (the registry would then name a
+    table that does not exist), MySQL rejects them only after the staging table was filled.
+    """
+    if "\x00" in name:
+        return "it contains a NUL character"
+    if backend == "postgresql" and len(name.encode("utf-8")) > PG_MAX_NAME_BYTES:
+        return f"PostgreSQL names hold at most {PG_MAX_NAME_BYTES} bytes of UTF-8; it has {len(name.encode('utf-8'))}"
+    if backend == "mysql":
+        if len(name) > MYSQL_MAX_NAME_CHARS:
+            return f"MySQL/MariaDB names hold at most {MYSQL_MAX_NAME_CHARS} characters; it has {len(name)}"
+        if any(ord(c) > 0xFFFF for c in name):
+            return "MySQL/MariaDB names cannot contain characters outside the Basic Multilingual Plane (e.g. emoji)"
+        if name.endswith(" "):
+            return "MySQL/MariaDB names cannot end with a space"
+    if backend == "dm" and len(name.encode("utf-8")) > DM_MAX_NAME_BYTES:
+        return f"DM8 names hold at most {DM_MAX_NAME_BYTES} bytes; it has {len(name.encode('utf-8'))}"
+    return None
 
 
 def registry_table(metadata: sa.MetaData) -> sa.Table:
@@ -27,7 +59,7 @@ def registry_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         REGISTRY_TABLE,
         metadata,
-        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("name", _name_type(), primary_key=True),
         sa.Column("row_count", sa.BigInteger, nullable=False),
         sa.Column("codec", sa.String(2000), nullable=False),
         sa.Column("label_kind", sa.String(16), nullable=False),

@@ -31,12 +31,47 @@ DEFAULT_MAP_SIZE = 1 << 40
 
 _OPEN_CACHES: weakref.WeakSet[BlockCache] = weakref.WeakSet()
 
+# This process's open environments, by path, with their number of users. LMDB refuses to open one environment
+# twice in a process, and two data modules (or a second run in a notebook) may well use the same cache.
+_ENVIRONMENTS: dict[str, list[Any]] = {}
+_ENVIRONMENTS_LOCK = threading.Lock()
+
+
+def _acquire_environment(path: Path, map_size: int) -> lmdb.Environment:
+    """This process's environment at ``path``, opened on first use and shared by every cache object there."""
+    with _ENVIRONMENTS_LOCK:
+        entry = _ENVIRONMENTS.get(str(path))
+        if entry is None:
+            path.mkdir(parents=True, exist_ok=True)
+            env = lmdb.open(str(path), map_size=map_size, max_dbs=2, readahead=False, meminit=False,
+                            max_readers=512)
+            entry = _ENVIRONMENTS[str(path)] = [env, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release_environment(path: Path) -> None:
+    """One user fewer; the environment closes when its last user is done."""
+    with _ENVIRONMENTS_LOCK:
+        entry = _ENVIRONMENTS.get(str(path))
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _ENVIRONMENTS[str(path)]
+            entry[0].close()
+
 
 def _forget_inherited_environments() -> None:
     """In a forked child, close the LMDB handles inherited from the parent, so the child can open its own.
 
     LMDB handles must not be used across fork; closing the child's copy leaves the parent's untouched.
     """
+    global _ENVIRONMENTS_LOCK
+    _ENVIRONMENTS_LOCK = threading.Lock()  # the parent may have held it while forking
+    for env, _ in _ENVIRONMENTS.values():
+        env.close()
+    _ENVIRONMENTS.clear()
     for cache in list(_OPEN_CACHES):
         cache.close_inherited()
 
@@ -93,9 +128,7 @@ class BlockCache:
 
     def _open_locked(self) -> tuple[lmdb.Environment, Any]:
         if self._env is None or self._pid != os.getpid():
-            self.path.mkdir(parents=True, exist_ok=True)
-            env = lmdb.open(str(self.path), map_size=self.map_size, max_dbs=2, readahead=False, meminit=False,
-                            max_readers=512)
+            env = _acquire_environment(self.path, self.map_size)
             meta = env.open_db(b"meta")
             blocks = env.open_db(b"blocks")
             self._reset_if_stale(env, meta, blocks)
@@ -104,8 +137,8 @@ class BlockCache:
         return self._env, self._blocks
 
     def close_inherited(self) -> None:
+        """Drop handles opened by the parent process (the shared environment itself is closed by the fork hook)."""
         if self._env is not None and self._pid != os.getpid():
-            self._env.close()
             self._env = self._blocks = None
             self._lock = threading.Lock()
 
@@ -161,7 +194,7 @@ class BlockCache:
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
-            self._env.close()
+            _release_environment(self.path)
         self._env = self._blocks = None
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lightning_dm8.loading.batches import make_batch
 from lightning_dm8.loading.cache import BlockCache
-from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worker_batch_counts, worker_order
+from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worker_order
 from lightning_dm8.loading.prefetch import Prefetcher
 from lightning_dm8.loading.source import BlockSource
 from lightning_dm8.tables.block import Block
@@ -20,11 +20,16 @@ from lightning_dm8.tables.reader import TableReader
 
 @dataclass(frozen=True)
 class EpochTicket:
-    """Which epoch to deliver, in which order mode, skipping how many batches (a resumed epoch)."""
+    """Which epoch to deliver, in which order mode, and how many batches each worker already delivered (a resumed
+    epoch: worker ``w`` skips ``skip[w]`` batches; empty means none)."""
 
     epoch: int = 0
     mode: Mode = "cold"
-    skip_batches: int = 0
+    skip: tuple[int, ...] = ()
+
+    @property
+    def skip_batches(self) -> int:
+        return sum(self.skip)
 
 
 @dataclass
@@ -34,6 +39,7 @@ class BatchEnvelope:
     batch: Any
     row_ids: np.ndarray
     stats: dict[str, float]
+    worker: int = 0
 
 
 class BlockDataset(IterableDataset):
@@ -99,7 +105,8 @@ class BlockDataset(IterableDataset):
                   else self._streaming)(order)
         source = self.source()
         for block in blocks:
-            yield BatchEnvelope(make_batch(block, self.transform, self.collate), block.row_ids, source.stats.take())
+            yield BatchEnvelope(make_batch(block, self.transform, self.collate), block.row_ids, source.stats.take(),
+                                worker)
 
     def close(self) -> None:
         """Release this process's connections, cache handle and prefetch threads."""
@@ -111,9 +118,9 @@ class BlockDataset(IterableDataset):
             self.cache.close()
 
     def _worker_skip(self, worker: int) -> int:
-        """Batches this worker already delivered before a resume, given the rank's delivered count."""
-        counts = worker_batch_counts(self.plan)
-        return _round_robin_share(counts, self.ticket.skip_batches)[worker]
+        """Batches this worker already delivered before a resume."""
+        skip = self.ticket.skip
+        return skip[worker] if worker < len(skip) else 0
 
     def _random_access(self, order: np.ndarray) -> Iterator[Block]:
         source = self.source()
@@ -163,10 +170,12 @@ def _gather(loaded: dict[int, Block], parts: list[tuple[int, np.ndarray]], block
     return gathered.take(inverse)
 
 
-def _round_robin_share(counts: list[int], delivered: int) -> list[int]:
+def round_robin_share(counts: list[int], delivered: int) -> list[int]:
     """How many batches each worker had delivered when the DataLoader had yielded ``delivered`` in total.
 
-    The DataLoader takes batches from its workers in turn, skipping workers that are exhausted.
+    The DataLoader takes batches from its workers in turn, skipping workers that are exhausted. This holds for
+    an epoch's first iteration only (a resumed iteration starts its turns again at worker 0), so the loader
+    records per-worker counts; this reconstructs them for states saved with a total count only.
     """
     taken = [0] * len(counts)
     remaining = delivered

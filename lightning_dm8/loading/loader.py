@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from lightning_dm8.loading.dataset import BatchEnvelope, BlockDataset, EpochTicket
-from lightning_dm8.loading.plan import Mode, padding_rows
+from lightning_dm8.loading.dataset import BatchEnvelope, BlockDataset, EpochTicket, round_robin_share
+from lightning_dm8.loading.plan import Mode, padding_rows, worker_batch_counts
 from lightning_dm8.loading.source import LoadStats
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 def _unwrap(item: Any) -> Any:
@@ -58,6 +58,7 @@ class DM8DataLoader(DataLoader):
         self._iterated = False
         self._first_epoch: int | None = None
         self._delivered = 0
+        self._worker_delivered: list[int] = []
         self._mode: Mode = "cold"
         self._resume: dict[str, Any] | None = None
 
@@ -68,12 +69,12 @@ class DM8DataLoader(DataLoader):
             epoch = self._epoch + 1 if self._iterated else self._epoch
         self._iterated = True
         if self._resume is not None and self._resume["epoch"] == epoch:
-            ticket = EpochTicket(epoch, self._resume["mode"], self._resume["delivered"])
+            ticket = EpochTicket(epoch, self._resume["mode"], self._resume["skip"])
         else:
             if self._first_epoch is None:
                 self._first_epoch = epoch
             warm = self.block_dataset.cache is not None and (self.cache_complete or epoch > self._first_epoch)
-            ticket = EpochTicket(epoch, "warm" if warm else "cold", 0)
+            ticket = EpochTicket(epoch, "warm" if warm else "cold")
         self._resume = None
         if self._first_epoch is None:
             self._first_epoch = epoch
@@ -83,6 +84,7 @@ class DM8DataLoader(DataLoader):
         ticket = self._next_ticket()
         self.block_dataset.ticket = ticket
         self._epoch, self._mode, self._delivered = ticket.epoch, ticket.mode, ticket.skip_batches
+        self._worker_delivered = list(ticket.skip) or [0] * self.block_dataset.plan.num_workers
         self.stats = LoadStats(padding_rows=padding_rows(self.block_dataset.plan))
         self._row_ids.clear()
         total = len(self)
@@ -91,6 +93,7 @@ class DM8DataLoader(DataLoader):
             assert isinstance(envelope, BatchEnvelope)
             self.stats.add(envelope.stats)
             self._delivered += 1
+            self._worker_delivered[envelope.worker] += 1
             if self.track_row_ids:
                 self._row_ids.append(envelope.row_ids)
             if self._delivered >= total and not finished:
@@ -112,10 +115,15 @@ class DM8DataLoader(DataLoader):
         return self._row_ids.popleft()
 
     def state_dict(self) -> dict[str, Any]:
-        """The position in the epoch plan: small, and enough to resume exactly."""
+        """The position in the epoch plan: small, and enough to resume exactly.
+
+        Batches are counted per worker: after a resume the DataLoader's turns restart at worker 0, so the total
+        alone would not say which batches a second resume in the same epoch has to skip.
+        """
         plan = self.block_dataset.plan
         return {
             "version": _STATE_VERSION, "epoch": self._epoch, "mode": self._mode, "delivered": self._delivered,
+            "worker_delivered": list(self._worker_delivered),
             "seed": plan.seed, "world_size": plan.world_size, "num_workers": plan.num_workers,
             "batch_size": plan.batch_size, "block_size": plan.block_size, "n_rows": plan.n_rows,
             "fingerprint": self.block_dataset.reader.info.fingerprint,
@@ -140,4 +148,5 @@ class DM8DataLoader(DataLoader):
             return
         self._epoch = state["epoch"]
         self._first_epoch = state["epoch"]
-        self._resume = {"epoch": state["epoch"], "mode": state["mode"], "delivered": state["delivered"]}
+        skip = state.get("worker_delivered") or round_robin_share(worker_batch_counts(plan), state["delivered"])
+        self._resume = {"epoch": state["epoch"], "mode": state["mode"], "skip": tuple(skip)}

@@ -57,11 +57,15 @@ def _info(row: sa.Row) -> DatasetInfo:
 
 
 def read_info(conn: sa.Connection, name: str) -> DatasetInfo | None:
-    """The registry row of ``name``, or None when the registry or the row does not exist."""
+    """The registry row of ``name``, or None when the registry or the row does not exist.
+
+    The name is matched exactly here too: a registry created with a case-insensitive collation (MySQL's default,
+    DM8 with CASE_SENSITIVE=N) returns ``Cats`` for ``cats``, which is another table.
+    """
     if not sa.inspect(conn).has_table(REGISTRY.name):
         return None
-    row = conn.execute(sa.select(REGISTRY).where(REGISTRY.c.name == name)).first()
-    return _info(row) if row is not None else None
+    rows = conn.execute(sa.select(REGISTRY).where(REGISTRY.c.name == name)).all()
+    return next((_info(row) for row in rows if row.name == name), None)
 
 
 def list_infos(conn: sa.Connection) -> list[DatasetInfo]:

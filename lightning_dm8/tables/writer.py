@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.fastpath import insert_rows
+from lightning_dm8.db.schema import name_problem
 from lightning_dm8.errors import InvalidInputError, TableExistsError
 from lightning_dm8.tables import registry
 from lightning_dm8.tables.codecs import FeatureCodec, LabelKind, as_numpy, infer_codec, infer_varlen_codec, label_kind_of
@@ -31,11 +32,14 @@ def _database(url: str | Database) -> Database:
     return url if isinstance(url, Database) else Database(url)
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str, backend: str) -> None:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError(f"dataset name must be a non-empty string; got {name!r}")
     if len(name) > 120:
         raise InvalidInputError(f"dataset name {name[:40]!r}... is {len(name)} characters long; use at most 120")
+    problem = name_problem(backend, name)
+    if problem:
+        raise InvalidInputError(f"dataset name {name!r} cannot be used as a table name: {problem}; choose another name")
 
 
 def write_rows(
@@ -53,7 +57,7 @@ def write_rows(
 
     The common path of every writer; ``samples`` may be a generator (it is consumed once).
     """
-    _check_name(name)
+    _check_name(name, db.backend)
     if if_exists not in _IF_EXISTS:
         raise InvalidInputError(f"if_exists must be one of {_IF_EXISTS}; got {if_exists!r}")
     with db.begin(f"prepare dataset {name!r}") as conn:
@@ -132,8 +136,17 @@ def _create(
             registry.write_info(conn, info)
         return info
     except BaseException:
+        _close_source(samples)
         _drop_quietly(db, staging)
         raise
+
+
+def _close_source(samples: Iterable[Any]) -> None:
+    """Close a half-consumed source generator at once: a query source holds a connection (on SQLite a read lock
+    that blocks dropping the staging table) until it is closed, which garbage collection may not do for a while."""
+    close = getattr(samples, "close", None)
+    if callable(close):
+        close()
 
 
 def _drop_quietly(db: Database, name: str) -> None:

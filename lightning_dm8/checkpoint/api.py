@@ -1,0 +1,88 @@
+"""Checkpoints in the database without a Trainer: load, list, delete, export as a normal ``.ckpt`` file."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from lightning_dm8.checkpoint.paths import LATEST, Selector, check_run
+from lightning_dm8.checkpoint.records import CheckpointInfo
+from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
+from lightning_dm8.checkpoint.store import CheckpointStore
+from lightning_dm8.db.engine import Database
+
+
+def load_checkpoint(
+    url: str | Database,
+    run: str,
+    version: Selector = LATEST,
+    *,
+    table: str = DEFAULT_TABLE,
+    map_location: Any = None,
+    weights_only: bool | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict (as ``torch.load`` returns it) of ``run`` at ``version``: a number, ``"latest"``,
+    ``"best"`` (by the monitored metric and mode stored with the run) or a checkpoint name such as ``"last"``.
+
+    Tensors land on the CPU unless ``map_location`` says otherwise. Raises ``CheckpointNotFoundError`` (listing what
+    exists) or ``CheckpointCorruptError`` (size or SHA-256 mismatch).
+    """
+    store = CheckpointStore(url, table)
+    payload = store.read(store.resolve(run, version))
+    location = "cpu" if map_location is None else map_location
+    return torch.load(io.BytesIO(payload), map_location=location, weights_only=weights_only)
+
+
+def list_checkpoints(
+    url: str | Database, run: str | None = None, *, table: str = DEFAULT_TABLE, include_incomplete: bool = False
+) -> list[CheckpointInfo]:
+    """Header rows of ``run`` (or of every run), oldest first; unfinished saves only with ``include_incomplete``."""
+    return CheckpointStore(url, table).infos(run, include_incomplete=include_incomplete)
+
+
+def delete_checkpoints(
+    url: str | Database,
+    run: str,
+    versions: Iterable[Selector] | None = None,
+    *,
+    table: str = DEFAULT_TABLE,
+    incomplete: bool = False,
+) -> int:
+    """Delete ``versions`` of ``run`` (numbers, ``"best"``, ``"latest"`` or names; None: all of them), or with
+    ``incomplete=True`` only its unfinished saves. Returns how many checkpoints were deleted."""
+    store = CheckpointStore(url, table)
+    check_run(run)
+    if incomplete:
+        return store.delete_incomplete(run)
+    if versions is None:
+        chosen = [c.version for c in store.infos(run, include_incomplete=True)]
+    else:
+        chosen = [store.resolve(run, v).version for v in versions]
+    return store.delete(run, chosen)
+
+
+def export_checkpoint(
+    url: str | Database, run: str, version: Selector, path: str | os.PathLike[str], *, table: str = DEFAULT_TABLE
+) -> CheckpointInfo:
+    """Write the verified bytes of a stored checkpoint to ``path`` (atomically): a normal ``.ckpt`` file that
+    ``torch.load`` and ``LightningModule.load_from_checkpoint`` read."""
+    store = CheckpointStore(url, table)
+    info = store.resolve(run, version)
+    payload = store.read(info)
+    target = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".ldm8-export-", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return info
