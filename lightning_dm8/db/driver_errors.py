@@ -36,10 +36,10 @@ PG_TABLE_EXISTS = {"42P07"}
 
 
 def driver_code(exc: BaseException) -> int | str | None:
-    """The error code a driver exception carries: dmPython ``DmError.code``, MySQL errno or PostgreSQL SQLSTATE."""
-    sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(sqlstate, str):
-        return sqlstate
+    """The error code a driver exception carries: dmPython ``DmError.code``, MySQL errno or PostgreSQL SQLSTATE.
+
+    Numeric codes come first: PyMySQL also sets ``sqlstate``, which is coarser than its errno.
+    """
     args = getattr(exc, "args", ())
     first: Any = args[0] if args else None
     code = getattr(first, "code", None)
@@ -47,38 +47,36 @@ def driver_code(exc: BaseException) -> int | str | None:
         return code
     if isinstance(first, int):
         return first
-    return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    return sqlstate if isinstance(sqlstate, str) else None
+
+
+_CODE_TABLES: dict[str, list[tuple[set[int] | set[str], type[LightningDM8Error]]]] = {
+    "dm": [(DM_UNAVAILABLE, DatabaseUnavailableError), (DM_AUTH, AuthenticationError), (DM_NO_TABLE, TableNotFoundError)],
+    "mysql": [(MYSQL_UNAVAILABLE, DatabaseUnavailableError), (MYSQL_AUTH, AuthenticationError),
+              (MYSQL_NO_TABLE, TableNotFoundError), (MYSQL_TABLE_EXISTS, TableExistsError)],
+    "postgresql": [(PG_AUTH, AuthenticationError), (PG_NO_TABLE, TableNotFoundError),
+                   (PG_TABLE_EXISTS, TableExistsError), (PG_UNAVAILABLE, DatabaseUnavailableError)],
+}
 
 
 def _kind(backend: str, exc: BaseException) -> type[LightningDM8Error]:
     code = driver_code(exc)
+    for codes, kind in _CODE_TABLES.get(backend, []):
+        if code in codes:
+            return kind
     text = str(exc).lower()
-    if backend == "dm":
-        table = {**dict.fromkeys(DM_UNAVAILABLE, DatabaseUnavailableError), **dict.fromkeys(DM_AUTH, AuthenticationError),
-                 **dict.fromkeys(DM_NO_TABLE, TableNotFoundError)}
-        return table.get(code, DatabaseError)  # type: ignore[arg-type]
-    if backend == "mysql":
-        if code in MYSQL_UNAVAILABLE:
-            return DatabaseUnavailableError
-        if code in MYSQL_AUTH:
-            return AuthenticationError
-        if code in MYSQL_NO_TABLE:
-            return TableNotFoundError
-        return TableExistsError if code in MYSQL_TABLE_EXISTS else DatabaseError
     if backend == "postgresql":
-        if code in PG_AUTH or "password authentication failed" in text:
+        # libpq reports connection-time failures without a SQLSTATE.
+        if "password authentication failed" in text:
             return AuthenticationError
-        if code in PG_NO_TABLE:
-            return TableNotFoundError
-        if code in PG_TABLE_EXISTS:
-            return TableExistsError
-        if code in PG_UNAVAILABLE or (code is None and type(exc).__name__ == "OperationalError"):
+        if code is None and type(exc).__name__ == "OperationalError":
             return DatabaseUnavailableError
-        return DatabaseError
-    if "no such table" in text:
-        return TableNotFoundError
-    if "unable to open database file" in text:
-        return DatabaseUnavailableError
+    if backend == "sqlite":
+        if "no such table" in text:
+            return TableNotFoundError
+        if "unable to open database file" in text:
+            return DatabaseUnavailableError
     return DatabaseError
 
 
