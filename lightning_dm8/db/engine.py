@@ -114,6 +114,10 @@ class Database:
         if self._engine is None or self._pid != os.getpid():
             with self._lock:
                 if self._engine is None or self._pid != os.getpid():
+                    if self._engine is not None:
+                        # Inherited through fork: forget the parent's pooled connections without closing them,
+                        # which would end the parent's sessions on the server.
+                        self._engine.dispose(close=False)
                     self._engine = self._create_engine()
                     self._pid = os.getpid()
         return self._engine
