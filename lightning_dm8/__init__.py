@@ -3,6 +3,11 @@
 Public API, re-exported here; modules inside the package import from their own homes, never from here.
 """
 
+from lightning_dm8.checkpoint.api import delete_checkpoints, export_checkpoint, list_checkpoints, load_checkpoint
+from lightning_dm8.checkpoint.callback import DM8Checkpoint
+from lightning_dm8.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, InvalidCheckpointPathError
+from lightning_dm8.checkpoint.io import DM8CheckpointIO
+from lightning_dm8.checkpoint.predictions import DM8PredictionWriter
 from lightning_dm8.datamodule import DM8DataModule
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import PASSWORD_ENV, mask_url
@@ -23,6 +28,16 @@ from lightning_dm8.tables.registry import DatasetInfo
 from lightning_dm8.tables.writer import write_arrays, write_dataset
 
 __all__ = [
+    "CheckpointCorruptError",
+    "CheckpointNotFoundError",
+    "DM8Checkpoint",
+    "DM8CheckpointIO",
+    "DM8PredictionWriter",
+    "InvalidCheckpointPathError",
+    "delete_checkpoints",
+    "export_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
     "DM8DataModule",
     "PASSWORD_ENV",
     "AuthenticationError",

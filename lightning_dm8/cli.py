@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_dm8.datamodule import DM8DataModule
 from lightning_dm8.db.urls import mask_url
@@ -48,6 +48,13 @@ class MaskedSaveConfigCallback(SaveConfigCallback):
                          **kwargs)
 
 
+class MaskingArgumentParser(LightningArgumentParser):
+    """Lightning's parser, but every config it prints (``--print_config``) or saves has URL passwords masked."""
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        return super().dump(_mask_secrets(cfg.clone() if hasattr(cfg, "clone") else cfg), *args, **kwargs)
+
+
 def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """The LightningCLI with DM8DataModule as ``data`` and any LightningModule as ``model``."""
     return LightningCLI(
@@ -56,6 +63,7 @@ def lightning_cli(args: list[str] | None = None, run: bool = True) -> LightningC
         subclass_mode_model=True,
         save_config_callback=MaskedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
+        parser_class=MaskingArgumentParser,
         parser_kwargs={"description": "Train from database tables. Table commands: "
                        "lightning-dm8 {import,ls,info,drop,checkpoints} --help"},
         args=args,

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import url_without_password
+from lightning_dm8.errors import DatabaseUnavailableError
 from lightning_dm8.loading.batches import resolve_callable
-from lightning_dm8.loading.cache import BlockCache, OnFull, cache_path
+from lightning_dm8.loading.cache import BlockCache, OnFull, cache_path, cached_info
 from lightning_dm8.loading.dataset import BlockDataset
 from lightning_dm8.loading.loader import DM8DataLoader
 from lightning_dm8.loading.plan import PlanConfig
@@ -20,6 +22,7 @@ from lightning_dm8.loading.source import LoadStats, describe
 from lightning_dm8.tables.dataset_table import DatasetTable
 from lightning_dm8.tables.query import write_query
 from lightning_dm8.tables.reader import TableReader
+from lightning_dm8.tables.registry import DatasetInfo
 
 Stage = Literal["train", "val", "test", "predict"]
 _STAGE_TABLES: dict[str, tuple[Stage, ...]] = {
@@ -110,8 +113,29 @@ class DM8DataModule(LightningDataModule):
         self._loaders: dict[Stage, DM8DataLoader] = {}
         self._pending_state: dict[str, Any] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable at any time (``ddp_spawn`` pickles it, perhaps after a loader was built here to look at a
+        batch): loaders belong to the process that built them; the hooks build new ones after unpickling."""
+        state = self.__dict__.copy()
+        state["_loaders"] = {}
+        return state
+
     def prepare_data(self) -> None:
-        """Once per node (SQLite) or once in all (servers): build tables from ``source_queries``, check every table."""
+        """Once per node (SQLite) or once in all (servers): build tables from ``source_queries``, check every table.
+
+        With the database unreachable this passes (with a warning) when the cache holds every stage's table in
+        full: such a run reads only the cache.
+        """
+        try:
+            self._prepare_tables()
+        except DatabaseUnavailableError as exc:
+            tables = sorted({t for t in self.tables.values() if t})
+            if not tables or any(self._cached_info(t) is None for t in tables):
+                raise
+            rank_zero_warn(f"{exc}; the cache in {self.cache_dir} holds all of {', '.join(tables)}, so this run "
+                           f"reads only the cache (tables are not checked against the database)")
+
+    def _prepare_tables(self) -> None:
         for table, sql in self.source_queries.items():
             try:
                 DatasetTable(self.db, table).info()
@@ -135,8 +159,27 @@ class DM8DataModule(LightningDataModule):
                 continue
             self.datasets[name] = self._build_dataset(name, table, rank, world)
 
+    def _cache_path(self, table: str) -> Path | None:
+        return cache_path(self.cache_dir, self.db, table) if self.cache_dir is not None else None
+
+    def _cached_info(self, table: str) -> DatasetInfo | None:
+        path = self._cache_path(table)
+        return cached_info(path, self.block_size) if path is not None else None
+
+    def _table_info(self, table: str) -> DatasetInfo:
+        """The table's registry entry from the database or, when it is unreachable, from a complete cache."""
+        try:
+            return DatasetTable(self.db, table).info(refresh=True)
+        except DatabaseUnavailableError as exc:
+            info = self._cached_info(table)
+            if info is None:
+                raise
+            rank_zero_warn(f"{exc}; {table!r} ({info.row_count} rows) is read from its complete cache in "
+                           f"{self._cache_path(table)}")
+            return info
+
     def _build_dataset(self, stage: Stage, table: str, rank: int, world: int) -> BlockDataset:
-        info = DatasetTable(self.db, table).info(refresh=True)
+        info = self._table_info(table)
         train = stage == "train"
         plan = PlanConfig(
             n_rows=info.row_count, block_size=self.block_size, batch_size=self.batch_size, world_size=world,
@@ -145,8 +188,8 @@ class DM8DataModule(LightningDataModule):
         )
         cache = None
         if self.cache_dir is not None:
-            cache = BlockCache(cache_path(self.cache_dir, self.db, table), info.fingerprint, self.block_size,
-                               math.ceil(info.row_count / self.block_size), on_full=self.cache_on_full)
+            cache = BlockCache(self._cache_path(table), info.fingerprint, self.block_size,
+                               math.ceil(info.row_count / self.block_size), on_full=self.cache_on_full, info=info)
         self.cache_complete[stage] = self._agree(cache is not None and cache.is_complete())
         if cache is not None:
             cache.close()

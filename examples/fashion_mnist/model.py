@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 
+from examples.classification import Classifier
 
-class SmallCNN(LightningModule):
+
+class SmallCNN(Classifier):
     """Two conv blocks and a linear head; takes uint8 images straight from the dataset table."""
 
     def __init__(self, num_classes: int = 10, lr: float = 2e-3, image_size: int = 28) -> None:
@@ -28,26 +29,6 @@ class SmallCNN(LightningModule):
         if x.shape[-1] != 28:
             x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
         return self.head(self.features((x - 0.5) / 0.5))
-
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        self.log(f"{stage}_loss", loss, prog_bar=stage != "train")
-        self.log(f"{stage}_acc", (logits.argmax(1) == labels).float().mean(), prog_bar=stage != "train")
-        return loss
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self(batch[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -1,9 +1,32 @@
 """Checkpoints and predictions in the database: ``DM8Checkpoint``, ``DM8CheckpointIO``, ``DM8PredictionWriter``.
 
-Layout: ``schema`` (the model table), ``paths`` (which ``ckpt_path`` names which row), ``store`` (chunked, atomic,
-verified bytes), ``policy`` (best / retention), ``secrets`` (password masking), ``io`` (Lightning's CheckpointIO),
-``callback`` (the ModelCheckpoint users add), ``api`` (functions without a Trainer), ``commands`` (CLI),
-``predictions`` (BasePredictionWriter into a table).
+Usage (one callback; the password goes in the environment variable ``LIGHTNING_DM8_PASSWORD``, never in YAML)::
+
+    trainer:
+      callbacks:
+        - class_path: lightning_dm8.DM8Checkpoint
+          init_args: {url: "dm://SYSDBA@db:5236", run: resnet20, monitor: val_acc, mode: max, save_top_k: 2}
+
+    trainer.fit(model, datamodule)                                  # saves into ldm8_checkpoints(_chunks)
+    trainer.test(model, datamodule, ckpt_path="dm8:resnet20:best")  # also validate / predict / fit (resume)
+
+``ckpt_path`` forms: ``dm8:<run>:best`` (by the metric and mode stored with the run), ``dm8:<run>:latest``,
+``dm8:<run>:<version>``, ``dm8:<run>:<name>`` (``last``, ``epoch=3-step=400``); ordinary paths stay files.
+Lightning's ``ckpt_path="last"`` searches the file system, so use ``dm8:<run>:latest``; ``ckpt_path="best"``
+works in the process that trained. Without a Trainer: :func:`load_checkpoint`, :func:`list_checkpoints`,
+:func:`delete_checkpoints`, :func:`export_checkpoint` (a normal ``.ckpt`` file), or
+``lightning-dm8 checkpoints list|show|export|delete``.
+
+Model table: ``<table>`` holds one header row per checkpoint (run, version, name, kind, epoch, global step,
+monitored metric and mode, size, SHA-256, model class, ``complete``) and ``<table>_chunks`` the bytes in chunk rows
+(32 MiB; less under MySQL's ``max_allowed_packet``). Saves are atomic (a killed save is never visible and is
+cleaned by the run's next save) and every load verifies size and SHA-256. The database password is masked out of
+checkpoints, the model table and the hyperparameters loggers write.
+
+Modules: ``schema`` (the tables), ``paths`` (which path names which row), ``store`` (chunked, atomic, verified
+bytes), ``policy`` (best, retention), ``records`` (header rows), ``secrets`` (masking), ``io`` (the CheckpointIO),
+``callback`` (the ModelCheckpoint users add), ``api`` (functions), ``commands`` (CLI), ``predictions`` and
+``prediction_rows`` (the prediction writer).
 """
 
 from lightning_dm8.checkpoint.api import delete_checkpoints, export_checkpoint, list_checkpoints, load_checkpoint
@@ -18,6 +41,7 @@ from lightning_dm8.checkpoint.errors import (
 from lightning_dm8.checkpoint.io import DM8CheckpointIO
 from lightning_dm8.checkpoint.paths import checkpoint_dirpath, format_ckpt_path, parse_ckpt_path
 from lightning_dm8.checkpoint.policy import Retention
+from lightning_dm8.checkpoint.predictions import DM8PredictionWriter
 from lightning_dm8.checkpoint.records import CheckpointInfo
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
 
@@ -30,6 +54,7 @@ __all__ = [
     "CheckpointSecretError",
     "DM8Checkpoint",
     "DM8CheckpointIO",
+    "DM8PredictionWriter",
     "InvalidCheckpointPathError",
     "Retention",
     "checkpoint_dirpath",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -15,6 +16,17 @@ from lightning_dm8.checkpoint.records import CheckpointInfo
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
 from lightning_dm8.checkpoint.store import CheckpointStore
 from lightning_dm8.db.engine import Database
+
+
+@contextmanager
+def _opened(url: str | Database, table: str) -> Iterator[CheckpointStore]:
+    """A store on ``url``; connections opened for a URL given as text are closed again at the end."""
+    store = CheckpointStore(url, table)
+    try:
+        yield store
+    finally:
+        if not isinstance(url, Database):
+            store.db.dispose()
 
 
 def load_checkpoint(
@@ -32,8 +44,8 @@ def load_checkpoint(
     Tensors land on the CPU unless ``map_location`` says otherwise. Raises ``CheckpointNotFoundError`` (listing what
     exists) or ``CheckpointCorruptError`` (size or SHA-256 mismatch).
     """
-    store = CheckpointStore(url, table)
-    payload = store.read(store.resolve(run, version))
+    with _opened(url, table) as store:
+        payload = store.read(store.resolve(run, version))
     location = "cpu" if map_location is None else map_location
     return torch.load(io.BytesIO(payload), map_location=location, weights_only=weights_only)
 
@@ -42,7 +54,8 @@ def list_checkpoints(
     url: str | Database, run: str | None = None, *, table: str = DEFAULT_TABLE, include_incomplete: bool = False
 ) -> list[CheckpointInfo]:
     """Header rows of ``run`` (or of every run), oldest first; unfinished saves only with ``include_incomplete``."""
-    return CheckpointStore(url, table).infos(run, include_incomplete=include_incomplete)
+    with _opened(url, table) as store:
+        return store.infos(run, include_incomplete=include_incomplete)
 
 
 def delete_checkpoints(
@@ -55,15 +68,15 @@ def delete_checkpoints(
 ) -> int:
     """Delete ``versions`` of ``run`` (numbers, ``"best"``, ``"latest"`` or names; None: all of them), or with
     ``incomplete=True`` only its unfinished saves. Returns how many checkpoints were deleted."""
-    store = CheckpointStore(url, table)
     check_run(run)
-    if incomplete:
-        return store.delete_incomplete(run)
-    if versions is None:
-        chosen = [c.version for c in store.infos(run, include_incomplete=True)]
-    else:
-        chosen = [store.resolve(run, v).version for v in versions]
-    return store.delete(run, chosen)
+    with _opened(url, table) as store:
+        if incomplete:
+            return store.delete_incomplete(run)
+        if versions is None:
+            chosen = [c.version for c in store.infos(run, include_incomplete=True)]
+        else:
+            chosen = [store.resolve(run, v).version for v in versions]
+        return store.delete(run, chosen)
 
 
 def export_checkpoint(
@@ -71,9 +84,9 @@ def export_checkpoint(
 ) -> CheckpointInfo:
     """Write the verified bytes of a stored checkpoint to ``path`` (atomically): a normal ``.ckpt`` file that
     ``torch.load`` and ``LightningModule.load_from_checkpoint`` read."""
-    store = CheckpointStore(url, table)
-    info = store.resolve(run, version)
-    payload = store.read(info)
+    with _opened(url, table) as store:
+        info = store.resolve(run, version)
+        payload = store.read(info)
     target = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".ldm8-export-", dir=os.path.dirname(target))

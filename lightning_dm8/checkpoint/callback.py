@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from lightning_dm8.checkpoint.errors import CheckpointNotFoundError, InvalidCheckpointPathError
+from lightning_dm8.checkpoint.errors import CheckpointNotFoundError
 from lightning_dm8.checkpoint.io import DM8CheckpointIO
 from lightning_dm8.checkpoint.paths import check_run, checkpoint_dirpath, parse_virtual_path
 from lightning_dm8.checkpoint.policy import Retention
@@ -30,7 +30,7 @@ from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, check_table_name
 from lightning_dm8.checkpoint.secrets import mask_logged_hparams, secrets_of
 from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE
 from lightning_dm8.db.engine import Database
-from lightning_dm8.errors import LightningDM8Error
+from lightning_dm8.errors import InvalidInputError, LightningDM8Error
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class DM8Checkpoint(ModelCheckpoint):
         check_run(run)
         check_table_name(table)
         if save_last not in (True, False):
-            raise InvalidCheckpointPathError(
+            raise InvalidInputError(
                 f"DM8Checkpoint(save_last={save_last!r}): use True or False; 'link' makes a file system link, and "
                 f"checkpoints in the database have no files"
             )
@@ -184,7 +184,7 @@ def install_checkpoint_io(trainer: pl.Trainer, url: str | Database, table: str, 
             )
         return inner
     if inner is not None and type(inner) is not TorchCheckpointIO:
-        rank_zero_warn(f"DM8Checkpoint replaces the Trainer's checkpoint plugin {type(inner).__name__} by DM8CheckpointIO")
+        rank_zero_warn(f"DM8Checkpoint replaces the Trainer's checkpoint plugin {type(inner).__name__} by its own")
     io = DM8CheckpointIO(wanted, table=table, chunk_size=chunk_size)
     strategy.checkpoint_io = AsyncCheckpointIO(io) if isinstance(current, AsyncCheckpointIO) else io
     log.debug("checkpoints of this Trainer go to %s", wanted.url)

@@ -87,7 +87,7 @@ def _show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     fields["database"] = store.db.url
     width = max(len(k) for k in fields)
     for key, value in fields.items():
-        print(f"{key:<{width}}  {'' if value is None else value}", file=out)
+        print(f"{key:<{width}}  {'' if value is None else value}".rstrip(), file=out)
     if args.hparams:
         checkpoint = load_checkpoint(store.db, info.run, info.version, table=args.table, weights_only=False)
         hparams = checkpoint.get("hyper_parameters") or {}
@@ -99,8 +99,8 @@ def _show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     info = export_checkpoint(args.url, args.run, parse_selector(args.version), args.path, table=args.table)
-    print(f"wrote {args.path} ({_size(info.size_bytes)}, sha256 {info.sha256}): run {info.run!r} version {info.version}",
-          file=out)
+    what = f"{_size(info.size_bytes)}, sha256 {info.sha256}"
+    print(f"wrote {args.path} ({what}): run {info.run!r} version {info.version}", file=out)
     return 0
 
 

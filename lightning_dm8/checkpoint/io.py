@@ -61,10 +61,24 @@ class DM8CheckpointIO(CheckpointIO):
         self.chunk_size = int(chunk_size)
         self._stores: dict[str, CheckpointStore] = {}
         self._retention: dict[tuple[str, str], Retention] = {}
-        self._lock = threading.Lock()  # AsyncCheckpointIO saves from a worker thread while removes come from the loop
+        self._lock = threading.Lock()
+        # AsyncCheckpointIO saves from a worker thread while ModelCheckpoint removes from the training loop: writes
+        # take turns, so a remove never deletes bytes that a save in flight is about to point at.
+        self._writing = threading.RLock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.db.url!r}, table={self.table!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for spawned DDP processes: locks and stores are rebuilt on the other side."""
+        state = self.__dict__.copy()
+        state.update(_stores={}, _lock=None, _writing=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._writing = threading.RLock()
 
     def store(self, table: str | None = None) -> CheckpointStore:
         """The store of ``table`` (default: this IO's table)."""
@@ -94,7 +108,9 @@ class DM8CheckpointIO(CheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         """Serialise with ``torch.save`` (password masked) and store it under the checkpoint name ``path`` gives."""
         if storage_options is not None:
-            raise TypeError(f"{type(self).__name__}.save_checkpoint does not take storage_options; got {storage_options!r}")
+            raise TypeError(
+                f"{type(self).__name__}.save_checkpoint does not take storage_options; got {storage_options!r}"
+            )
         ref = self.resolve_path(path)
         secrets = secrets_of(self.db)
         if ref is None:
@@ -109,19 +125,21 @@ class DM8CheckpointIO(CheckpointIO):
         meta = meta_from_checkpoint(checkpoint, ref.run, str(ref.selector), kind, str(path))
         store = self.store(ref.table)
         payload = serialize_checkpoint(checkpoint, secrets, f"{ref.run!r} in {store.where}")
-        info = store.save(ref.run, payload, meta)
-        log.info("saved checkpoint %r version %d (%s) to %s", info.run, info.version, info.name, store.where)
-        policy = self._retention.get((store.table, ref.run))
-        if policy is not None:
-            self.prune(ref.run, policy, ref.table)
+        with self._writing:
+            info = store.save(ref.run, payload, meta)
+            log.info("saved checkpoint %r version %d (%s) to %s", info.run, info.version, info.name, store.where)
+            policy = self._retention.get((store.table, ref.run))
+            if policy is not None:
+                self.prune(ref.run, policy, ref.table)
 
     def prune(self, run: str, policy: Retention, table: str | None = None) -> list[int]:
         """Delete the periodic checkpoints of ``run`` that ``policy`` does not keep; returns their versions."""
         store = self.store(table)
-        victims = versions_to_delete(store.infos(run), policy)
-        if victims:
-            store.delete(run, victims)
-            log.info("retention removed versions %s of run %r from %s", victims, run, store.where)
+        with self._writing:
+            victims = versions_to_delete(store.infos(run), policy)
+            if victims:
+                store.delete(run, victims)
+                log.info("retention removed versions %s of run %r from %s", victims, run, store.where)
         return victims
 
     def load_checkpoint(
@@ -146,10 +164,11 @@ class DM8CheckpointIO(CheckpointIO):
             return
         store = self.store(ref.table)
         try:
-            if isinstance(ref.selector, str) and ref.selector not in (BEST, LATEST):
-                store.delete_named(ref.run, ref.selector)
-            else:
-                store.delete(ref.run, [store.resolve(ref.run, ref.selector).version])
+            with self._writing:
+                if isinstance(ref.selector, str) and ref.selector not in (BEST, LATEST):
+                    store.delete_named(ref.run, ref.selector)
+                else:
+                    store.delete(ref.run, [store.resolve(ref.run, ref.selector).version])
         except CheckpointNotFoundError:
             log.debug("nothing to remove at %s", path)
 

@@ -60,7 +60,9 @@ def check_run(run: str) -> str:
 def parse_selector(text: Selector) -> Selector:
     """``"best"``/``"latest"`` as they are, digits as a version number, anything else as a checkpoint name."""
     if isinstance(text, bool):
-        raise InvalidCheckpointPathError(f"a checkpoint version must be a number, 'best', 'latest' or a name; got {text!r}")
+        raise InvalidCheckpointPathError(
+            f"a checkpoint version must be a number, 'best', 'latest' or a name; got {text!r}"
+        )
     if isinstance(text, int):
         if text < 1:
             raise InvalidCheckpointPathError(f"checkpoint versions start at 1; got {text}")
@@ -71,7 +73,9 @@ def parse_selector(text: Selector) -> Selector:
     if text.isdigit():
         return parse_selector(int(text))
     if len(text) > MAX_NAME_LENGTH:
-        raise InvalidCheckpointPathError(f"checkpoint name {text[:40]!r}... is longer than {MAX_NAME_LENGTH} characters")
+        raise InvalidCheckpointPathError(
+            f"checkpoint name {text[:40]!r}... is longer than {MAX_NAME_LENGTH} characters"
+        )
     return text
 
 
@@ -87,7 +91,9 @@ def parse_ckpt_path(path: str) -> CheckpointRef:
         raise InvalidCheckpointPathError(f"bad checkpoint path {path!r}: {_FORM_HINT}")
     run, selector = body.rsplit(":", 1)
     if not run.strip() or not selector.strip():
-        raise InvalidCheckpointPathError(f"bad checkpoint path {path!r}: the run and the selector must not be empty; {_FORM_HINT}")
+        raise InvalidCheckpointPathError(
+            f"bad checkpoint path {path!r}: the run and the selector must not be empty; {_FORM_HINT}"
+        )
     try:
         return CheckpointRef(check_run(run), parse_selector(selector))
     except InvalidCheckpointPathError as exc:

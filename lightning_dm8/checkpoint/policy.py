@@ -26,10 +26,11 @@ def _ranked(infos: Sequence[CheckpointInfo], monitor: str, mode: str) -> list[Ch
     rows whose value is missing (NaN/inf at save time) come last."""
     scored = [c for c in infos if c.monitor == monitor]
     sign = 1.0 if mode == "min" else -1.0
-    return sorted(
-        scored,
-        key=lambda c: (c.monitor_value is None, sign * c.monitor_value if c.monitor_value is not None else 0.0, c.version),
-    )
+
+    def key(c: CheckpointInfo) -> tuple[bool, float, int]:
+        return (c.monitor_value is None, 0.0 if c.monitor_value is None else sign * c.monitor_value, c.version)
+
+    return sorted(scored, key=key)
 
 
 def pick_best(infos: Sequence[CheckpointInfo]) -> CheckpointInfo | None:

@@ -51,7 +51,7 @@ def _column(values: np.ndarray, what: str) -> np.ndarray:
 
 
 def decode_outputs(outputs: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(prediction, scores)`` of one batch: prediction int64 or float64 ``(n,)``, scores float32 ``(n, C)`` or None."""
+    """``(prediction, scores)`` of a batch: prediction int64/float64 ``(n,)``, scores float32 ``(n, C)`` or None."""
     if isinstance(outputs, Mapping):
         if "prediction" not in outputs:
             raise TypeError(f"a predict_step dict needs a 'prediction' entry; got keys {sorted(outputs)}")

@@ -68,7 +68,7 @@ class DM8PredictionWriter(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         if if_exists not in ("fail", "replace"):
-            raise InvalidInputError(f"DM8PredictionWriter(if_exists=...) must be 'fail' or 'replace'; got {if_exists!r}")
+            raise InvalidInputError(f"DM8PredictionWriter if_exists must be 'fail' or 'replace'; got {if_exists!r}")
         if prediction_type not in ("auto", "int", "float"):
             raise InvalidInputError(f"prediction_type must be 'auto', 'int' or 'float'; got {prediction_type!r}")
         if not isinstance(table, str) or not table.strip() or len(table) > 120:
@@ -205,3 +205,4 @@ class DM8PredictionWriter(BasePredictionWriter):
         except Exception:  # the original error is what the user needs to see
             log.debug("could not drop the staging table %s", self._staging, exc_info=True)
         self._staging = None
+        self.db.dispose()

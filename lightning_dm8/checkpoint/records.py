@@ -50,6 +50,7 @@ class CheckpointInfo:
     chunk_count: int
     model_class: str | None
     complete: bool
+    data_version: int
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -68,7 +69,7 @@ def info_from_mapping(m: Mapping[str, Any]) -> CheckpointInfo:
         monitor_value=None if m["monitor_value"] is None else float(m["monitor_value"]),
         monitor_mode=m["monitor_mode"], created_at=m["created_at"], size_bytes=int(m["size_bytes"]),
         sha256=m["sha256"], chunk_count=int(m["chunk_count"]), model_class=m["model_class"],
-        complete=bool(m["complete"]),
+        complete=bool(m["complete"]), data_version=int(m["data_version"]),
     )
 
 
@@ -86,7 +87,7 @@ def finite_or_none(value: Any) -> float | None:
 
 
 def model_class_of(checkpoint: Mapping[str, Any]) -> str | None:
-    """The LightningModule class path: as DM8Checkpoint recorded it, else LightningCLI's ``_class_path`` hyperparameter."""
+    """The LightningModule class path: as DM8Checkpoint recorded it, else LightningCLI's ``_class_path``."""
     meta = checkpoint.get(META_KEY)
     if isinstance(meta, Mapping) and meta.get("model_class"):
         return str(meta["model_class"])

@@ -3,6 +3,10 @@
 Checkpoints are split into chunks because a single value is capped (MySQL's ``max_allowed_packet``, DM8's 2 GB
 LOB limit) and because one huge value makes every driver hold it twice in memory. The header carries what a
 reader needs to choose and verify a checkpoint without touching its bytes: size, SHA-256, metric, ``complete``.
+
+``data_version`` names the version whose chunk rows hold the bytes: its own, or an earlier one of the same run with
+the same SHA-256. ModelCheckpoint's ``last`` checkpoint is usually byte-identical to the top-k one saved at the same
+step, so it costs a header row instead of a second copy of the model.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def model_tables(name: str, backend: str) -> ModelTables:
         sa.Column("size_bytes", sa.BigInteger, nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("chunk_count", sa.BigInteger, nullable=False),
+        sa.Column("data_version", sa.BigInteger, nullable=False),
         sa.Column("model_class", sa.String(1000)),
         sa.Column("complete", sa.SmallInteger, nullable=False),
     )

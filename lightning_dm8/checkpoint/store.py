@@ -1,6 +1,7 @@
 """Checkpoint bytes in and out of the model table: chunked, atomic, verified.
 
-A save is three steps: (1) clean this run's leftovers and insert the header with ``complete = 0``; (2) write the
+A save is three steps: (1) clean this run's leftovers and insert the header with ``complete = 0`` (or, when the
+run already holds the same bytes, a complete header pointing at them, and stop there); (2) write the
 chunks in transactions of about ``commit_bytes`` (bounded transactions: MySQL's redo log and DM8's rollback
 segments stay small, and progress is visible); (3) flip ``complete`` to 1 and drop older checkpoints of the same
 name, in one transaction. Readers only see ``complete = 1`` rows, so a process killed at any point leaves every
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -111,7 +112,7 @@ class CheckpointStore:
                 packet = conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one()
                 limit = mysql_chunk_limit(int(packet))
                 if limit < size:
-                    log.debug("chunks of %d bytes to stay below max_allowed_packet=%s on %s", limit, packet, self.db.url)
+                    log.debug("chunks of %d bytes: max_allowed_packet is %s on %s", limit, packet, self.db.url)
                 size = min(size, limit)
             self._effective_chunk = size
         return self._effective_chunk
@@ -161,15 +162,19 @@ class CheckpointStore:
 
     # -- bytes -----------------------------------------------------------------------------------------------------
 
-    def read(self, info: CheckpointInfo) -> bytes:
-        """The verified bytes of ``info``: size and SHA-256 must match the header."""
+    def chunk_query(self) -> sa.Select:
+        """One chunk's bytes by ``(r, v, n)``, run on a raw cursor: no driver ever buffers more than one chunk."""
         chunks = self.tables.chunks
-        query = (
+        return (
             sa.select(chunks.c.data)
             .where(chunks.c.run == sa.bindparam("r"), chunks.c.version == sa.bindparam("v"))
             .where(chunks.c.chunk_no == sa.bindparam("n"))
         )
-        buffer = bytearray(info.size_bytes)
+
+    def read(self, info: CheckpointInfo) -> bytes:
+        """The verified bytes of ``info``: size and SHA-256 must match the header."""
+        query = self.chunk_query()
+        parts: list[bytes] = []
         digest = hashlib.sha256()
         position = 0
         problem = None
@@ -178,18 +183,19 @@ class CheckpointStore:
             cursor = self._raw_cursor(conn)
             try:
                 for number in range(info.chunk_count):
-                    cursor.execute(str(compiled), _params(compiled, {"r": info.run, "v": info.version, "n": number}))
+                    values = {"r": info.run, "v": info.data_version, "n": number}
+                    cursor.execute(str(compiled), _params(compiled, values))
                     row = cursor.fetchone()
                     if row is None:
                         problem = f"chunk {number} of {info.chunk_count} is missing"
                         break
-                    data = row[0]
-                    if position + len(data) > info.size_bytes:
+                    data = bytes(row[0]) if not isinstance(row[0], bytes) else row[0]
+                    position += len(data)
+                    if position > info.size_bytes:
                         problem = f"chunk {number} runs past the recorded size of {info.size_bytes} bytes"
                         break
-                    buffer[position : position + len(data)] = data
                     digest.update(data)
-                    position += len(data)
+                    parts.append(data)
             finally:
                 cursor.close()
         if problem is None and position != info.size_bytes:
@@ -198,7 +204,7 @@ class CheckpointStore:
             problem = f"SHA-256 {digest.hexdigest()} differs from the recorded {info.sha256}"
         if problem is not None:
             self._raise_unreadable(info, problem)
-        return bytes(buffer)
+        return b"".join(parts)
 
     def _raise_unreadable(self, info: CheckpointInfo, problem: str) -> None:
         if not any(c.version == info.version for c in self.infos(info.run)):
@@ -217,7 +223,10 @@ class CheckpointStore:
         return conn.connection.cursor()
 
     def save(self, run: str, payload: bytes, meta: CheckpointMeta) -> CheckpointInfo:
-        """Store ``payload`` as the run's next version; the header turns visible only once every chunk is written."""
+        """Store ``payload`` as the run's next version; the header turns visible only once every chunk is written.
+
+        Bytes identical to a complete checkpoint of the run are not written again: the new header points at them.
+        """
         check_run(run)
         self.ensure_tables()
         view = memoryview(payload)
@@ -229,21 +238,32 @@ class CheckpointStore:
             self._delete_incomplete(conn, run)
             latest = conn.execute(sa.select(sa.func.max(header.c.version)).where(header.c.run == run)).scalar()
             version = int(latest or 0) + 1
-            count = -(-size // chunk)
-            values = dict(
-                run=run, version=version, name=meta.name, kind=meta.kind, epoch=meta.epoch,
-                global_step=meta.global_step, monitor=meta.monitor, monitor_value=meta.monitor_value,
-                monitor_mode=meta.monitor_mode, created_at=now(), size_bytes=size, sha256=sha, chunk_count=count,
-                model_class=meta.model_class, complete=0,
-            )
+            same = conn.execute(
+                sa.select(header.c.data_version, header.c.chunk_count)
+                .where(header.c.run == run, header.c.complete == 1)
+                .where(header.c.sha256 == sha, header.c.size_bytes == size)
+                .limit(1)
+            ).first()
+            data_version, count = (int(same[0]), int(same[1])) if same else (version, -(-size // chunk))
+            values = {
+                "run": run, "version": version, "name": meta.name, "kind": meta.kind, "epoch": meta.epoch,
+                "global_step": meta.global_step, "monitor": meta.monitor, "monitor_value": meta.monitor_value,
+                "monitor_mode": meta.monitor_mode, "created_at": now(), "size_bytes": size, "sha256": sha,
+                "chunk_count": count, "model_class": meta.model_class, "complete": 1 if same else 0,
+                "data_version": data_version,
+            }
             conn.execute(header.insert().values(**values))
-        try:
-            self._write_chunks(run, version, view, chunk, count)
-            self._publish(run, version, meta.name)
-        except BaseException:
-            self._forget(run, version)
-            raise
-        log.debug("saved checkpoint %r version %d (%d bytes, %d chunks) to %s", run, version, size, count, self.where)
+            if same:  # nothing to write: visible at once, in this transaction
+                self._replace_named(conn, run, version, meta.name)
+        if not same:
+            try:
+                self._write_chunks(run, version, view, chunk, count)
+                self._publish(run, version, meta.name)
+            except BaseException:
+                self._forget(run, version)
+                raise
+        log.debug("saved checkpoint %r version %d (%d bytes in the chunks of version %d) to %s",
+                  run, version, size, data_version, self.where)
         return info_from_mapping({**values, "complete": 1})
 
     def _write_chunks(self, run: str, version: int, view: memoryview, chunk: int, count: int) -> None:
@@ -267,13 +287,17 @@ class CheckpointStore:
                     f"checkpoint {run!r} version {version} disappeared from {self.where} while it was being saved: "
                     f"is another process saving under the same run name? Give each training its own run."
                 )
-            if name is not None:
-                older = conn.execute(
-                    sa.select(header.c.version).where(
-                        header.c.run == run, header.c.name == name, header.c.version != version
-                    )
-                ).scalars().all()
-                self._delete_versions(conn, run, older)
+            self._replace_named(conn, run, version, name)
+
+    def _replace_named(self, conn: sa.Connection, run: str, version: int, name: str | None) -> None:
+        """Saving under a name replaces the run's older checkpoints of that name, as writing a file would."""
+        if name is None:
+            return
+        header = self.tables.header
+        older = conn.execute(
+            sa.select(header.c.version).where(header.c.run == run, header.c.name == name, header.c.version != version)
+        ).scalars().all()
+        self._delete_versions(conn, run, [int(v) for v in older])
 
     def _forget(self, run: str, version: int) -> None:
         """Best-effort removal of a failed save; whatever stays is incomplete, so invisible and cleaned later."""
@@ -291,13 +315,23 @@ class CheckpointStore:
     # -- deleting --------------------------------------------------------------------------------------------------
 
     def _delete_versions(self, conn: sa.Connection, run: str, versions: Sequence[int]) -> int:
+        """Delete these headers, and the chunk rows that no remaining header of the run points at."""
         if not versions:
             return 0
         header, chunks = self.tables.header, self.tables.chunks
-        for batch in _batches(sorted(set(versions)), 500):
-            conn.execute(chunks.delete().where(chunks.c.run == run, chunks.c.version.in_(batch)))
+        doomed = sorted(set(versions))
+        owners: set[int] = set(doomed)
+        for batch in _batches(doomed, 500):
+            owners.update(conn.execute(
+                sa.select(header.c.data_version).where(header.c.run == run, header.c.version.in_(batch))
+            ).scalars().all())
             conn.execute(header.delete().where(header.c.run == run, header.c.version.in_(batch)))
-        return len(set(versions))
+        still_used = set(conn.execute(
+            sa.select(header.c.data_version).where(header.c.run == run).distinct()
+        ).scalars().all())
+        for batch in _batches(sorted(owners - still_used), 500):
+            conn.execute(chunks.delete().where(chunks.c.run == run, chunks.c.version.in_(batch)))
+        return len(doomed)
 
     def _delete_incomplete(self, conn: sa.Connection, run: str) -> int:
         header = self.tables.header

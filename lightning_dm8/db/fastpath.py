@@ -83,9 +83,18 @@ class RangeQuery:
         cursor = dbapi_connection.cursor(binary=True) if self._binary else dbapi_connection.cursor()
         try:
             cursor.execute(self.sql, _positional(self.compiled, {"lo": int(lo), "hi": int(hi)}))
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-            # End the read transaction at once: an idle open one would hold locks that block writers and DDL,
-            # and (MySQL REPEATABLE READ) pin an old snapshot.
-            dbapi_connection.rollback()
+            rows = cursor.fetchall()
+        except BaseException:
+            # Keep the query's own error: on a lost connection, closing or rolling back fails too (PyMySQL with a
+            # bare ``InterfaceError(0, '')``), and that error would hide the one that says the server went away.
+            for end in (cursor.close, dbapi_connection.rollback):
+                try:
+                    end()
+                except Exception:
+                    pass
+            raise
+        cursor.close()
+        # End the read transaction at once: an idle open one would hold locks that block writers and DDL,
+        # and (MySQL REPEATABLE READ) pin an old snapshot.
+        dbapi_connection.rollback()
+        return rows

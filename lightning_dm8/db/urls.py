@@ -48,4 +48,6 @@ def mask_url(url: str | URL) -> str:
 def url_without_password(url: str | URL) -> str:
     """The URL as text with the password removed entirely: safe to persist, and completed again from the environment."""
     parsed = make_url(url) if isinstance(url, str) else url
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    # Not ``parsed.set(password=None)``: URL.set ignores None arguments and would keep the password.
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query)
+    return bare.render_as_string(hide_password=False)

@@ -35,11 +35,30 @@ def resolve_callable(hook: Hook, what: str) -> Callable[..., Any] | None:
     return found
 
 
+class RaggedBatch(list):
+    """The feature tensors of a batch of variable-length rows: a plain list of 1-D tensors, except when pickled.
+
+    A DataLoader worker hands its batch to the main process by pickling it, and torch moves every tensor into a
+    shared-memory file of its own: one file (and file descriptor) per row, about a millisecond each. Pickled, this
+    list sends one flat tensor and the lengths instead; unpickled, it is again a list of 1-D tensors with the same
+    values (views of that one tensor).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if not self or any(not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype != self[0].dtype for t in self):
+            return (RaggedBatch, (list(self),))
+        return (_ragged_from_flat, (torch.cat(list(self)), [int(t.shape[0]) for t in self]))
+
+
+def _ragged_from_flat(flat: torch.Tensor, lengths: list[int]) -> RaggedBatch:
+    return RaggedBatch(torch.split(flat, lengths))
+
+
 def _features_tensor(features: Any) -> Any:
     if isinstance(features, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(features))
     if features and isinstance(features[0], np.ndarray):
-        return [torch.from_numpy(np.array(f)) for f in features]
+        return RaggedBatch(torch.from_numpy(np.array(f)) for f in features)
     return list(features)
 
 

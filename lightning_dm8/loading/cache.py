@@ -2,17 +2,21 @@
 
 One LMDB environment per (database, table) under ``cache_dir``; a ``meta`` record holds the table fingerprint
 and block size it was filled for. Opening it for another fingerprint empties it first, so a cache made for an
-older version of the table is never served. Blocks are written one transaction each: a run killed while
-filling leaves only whole blocks, and the next run fills the missing ones. LMDB's lock file makes several
-workers and ranks on one node share the environment safely; each process opens its own handle lazily.
+older version of the table is never served. The table's registry entry is kept next to it, so a run can start
+from a complete cache while the database server is down (:func:`cached_info`). Blocks are written one
+transaction each: a run killed while filling leaves only whole blocks, and the next run fills the missing ones.
+LMDB's lock file makes several workers and ranks on one node share the environment safely; each process opens
+its own handle lazily (one environment per path and process, shared by the cache objects there).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import re
+import shutil
 import struct
 import threading
 import weakref
@@ -23,6 +27,8 @@ import lmdb
 
 from lightning_dm8.db.engine import Database
 from lightning_dm8.errors import LightningDM8Error
+from lightning_dm8.tables.codecs import FeatureCodec
+from lightning_dm8.tables.registry import DatasetInfo
 
 OnFull = Literal["error", "skip"]
 _KEY = struct.Struct(">Q")
@@ -43,8 +49,10 @@ def _acquire_environment(path: Path, map_size: int) -> lmdb.Environment:
         entry = _ENVIRONMENTS.get(str(path))
         if entry is None:
             path.mkdir(parents=True, exist_ok=True)
+            # metasync=False: one fsync per commit instead of two; LMDB keeps the store consistent (a system crash
+            # may undo the last commit, never tear a block), and filling the cache costs half the disk flushes.
             env = lmdb.open(str(path), map_size=map_size, max_dbs=2, readahead=False, meminit=False,
-                            max_readers=512)
+                            max_readers=512, metasync=False)
             entry = _ENVIRONMENTS[str(path)] = [env, 0]
         entry[1] += 1
         return entry[0]
@@ -93,13 +101,17 @@ def cache_path(cache_dir: str | os.PathLike[str], db: Database, table: str) -> P
 
 
 class BlockCache:
-    """Packed blocks of one dataset table, valid for one fingerprint and block size."""
+    """Packed blocks of one dataset table, valid for one fingerprint and block size.
+
+    ``info``, when given, is the table's registry entry, stored with the blocks for :func:`cached_info`.
+    """
 
     def __init__(
         self, path: Path, fingerprint: str, block_size: int, n_blocks: int, *,
-        map_size: int = DEFAULT_MAP_SIZE, on_full: OnFull = "error",
+        map_size: int = DEFAULT_MAP_SIZE, on_full: OnFull = "error", info: DatasetInfo | None = None,
     ) -> None:
         self.path = path
+        self.info = info
         self.fingerprint = fingerprint
         self.block_size = block_size
         self.n_blocks = n_blocks
@@ -129,9 +141,12 @@ class BlockCache:
     def _open_locked(self) -> tuple[lmdb.Environment, Any]:
         if self._env is None or self._pid != os.getpid():
             env = _acquire_environment(self.path, self.map_size)
-            meta = env.open_db(b"meta")
-            blocks = env.open_db(b"blocks")
-            self._reset_if_stale(env, meta, blocks)
+            # One explicit write transaction: ``open_db`` without one waits for the writer lock holding the GIL,
+            # which deadlocks against a prefetch thread of this process that holds the lock and needs the GIL.
+            with env.begin(write=True) as txn:
+                meta = env.open_db(b"meta", txn=txn)
+                blocks = env.open_db(b"blocks", txn=txn)
+                self._reset_if_stale(txn, meta, blocks)
             self._env, self._blocks, self._pid = env, blocks, os.getpid()
             _OPEN_CACHES.add(self)
         return self._env, self._blocks
@@ -142,12 +157,13 @@ class BlockCache:
             self._env = self._blocks = None
             self._lock = threading.Lock()
 
-    def _reset_if_stale(self, env: lmdb.Environment, meta: Any, blocks: Any) -> None:
+    def _reset_if_stale(self, txn: lmdb.Transaction, meta: Any, blocks: Any) -> None:
         expected = json.dumps({"fingerprint": self.fingerprint, "block_size": self.block_size}).encode()
-        with env.begin(write=True) as txn:
-            if txn.get(b"version", db=meta) != expected:
-                txn.drop(blocks, delete=False)
-                txn.put(b"version", expected, db=meta)
+        if txn.get(b"version", db=meta) != expected:
+            txn.drop(blocks, delete=False)
+            txn.put(b"version", expected, db=meta)
+        if self.info is not None and self.info.fingerprint == self.fingerprint:
+            txn.put(b"info", _info_to_json(self.info), db=meta)
 
     def get(self, block: int) -> bytes | None:
         """The packed block, or None when it is not cached yet."""
@@ -173,7 +189,7 @@ class BlockCache:
             with env.begin(write=True, db=blocks) as txn:
                 txn.put(_KEY.pack(block), packed)
         except (lmdb.MapFullError, lmdb.DiskError, OSError, lmdb.Error) as exc:
-            if not _is_full(exc):
+            if not _is_full(exc, self.path, len(packed)):
                 raise
             message = (f"the block cache at {self.path} is full ({type(exc).__name__}: {exc}); free space there, "
                        f"point cache_dir elsewhere, or pass cache_on_full='skip' to keep reading from the database")
@@ -198,6 +214,59 @@ class BlockCache:
         self._env = self._blocks = None
 
 
-def _is_full(exc: BaseException) -> bool:
+def cached_info(path: Path, block_size: int) -> DatasetInfo | None:
+    """The registry entry stored with the cache at ``path`` if that cache holds every block of the table (for
+    ``block_size``), else None: what a run needs to start when the database cannot be reached."""
+    if not (path / "data.mdb").exists():
+        return None
+    env = _acquire_environment(path, DEFAULT_MAP_SIZE)
+    try:
+        with env.begin() as txn:
+            meta = env.open_db(b"meta", txn=txn, create=False)
+            blocks = env.open_db(b"blocks", txn=txn, create=False)
+            raw_info, raw_version = txn.get(b"info", db=meta), txn.get(b"version", db=meta)
+            entries = int(txn.stat(blocks)["entries"])
+    except lmdb.NotFoundError:
+        return None
+    finally:
+        _release_environment(path)
+    if raw_info is None or raw_version is None:
+        return None
+    info = _info_from_json(raw_info)
+    version = json.loads(raw_version)
+    complete = entries >= -(-info.row_count // block_size)
+    if version != {"fingerprint": info.fingerprint, "block_size": block_size} or not complete:
+        return None
+    return info
+
+
+def _info_to_json(info: DatasetInfo) -> bytes:
+    return json.dumps({
+        "name": info.name, "row_count": info.row_count, "codec": info.codec.to_json(), "label_kind": info.label_kind,
+        "fingerprint": info.fingerprint, "created_at": info.created_at.isoformat(),
+        "updated_at": info.updated_at.isoformat(),
+    }).encode()
+
+
+def _info_from_json(raw: bytes) -> DatasetInfo:
+    data = json.loads(raw)
+    created, updated = (dt.datetime.fromisoformat(data[k]) for k in ("created_at", "updated_at"))
+    return DatasetInfo(data["name"], int(data["row_count"]), FeatureCodec.from_json(data["codec"]),
+                       data["label_kind"], data["fingerprint"], created, updated)
+
+
+def _is_full(exc: BaseException, path: Path, needed: int) -> bool:
+    """Whether a failed write means the map or the disk is full.
+
+    LMDB reports a page flush that the disk cut short as EIO ("Input/output error") rather than ENOSPC, so an I/O
+    error counts as full when the disk has no room left for the block (plus a margin for LMDB's own pages).
+    """
     text = str(exc).lower()
-    return isinstance(exc, lmdb.MapFullError) or "no space" in text or "disk quota" in text or "enospc" in text
+    if isinstance(exc, lmdb.MapFullError) or "no space" in text or "disk quota" in text or "enospc" in text:
+        return True
+    if "input/output error" in text or isinstance(exc, lmdb.DiskError):
+        try:
+            return shutil.disk_usage(path).free < 2 * needed + (1 << 20)
+        except OSError:
+            return False
+    return False

@@ -17,6 +17,10 @@ from lightning_dm8.loading.source import BlockSource
 from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.reader import TableReader
 
+_WINDOW_BATCHES = 32
+_WINDOW_BYTES = 16 << 20
+_RAGGED_ROW_BYTES = 1024  # a guess for rows of unknown size, to bound a window's memory
+
 
 @dataclass(frozen=True)
 class EpochTicket:
@@ -123,10 +127,17 @@ class BlockDataset(IterableDataset):
         return skip[worker] if worker < len(skip) else 0
 
     def _random_access(self, order: np.ndarray) -> Iterator[Block]:
+        """Batches of ``order`` from the cache, gathered a window of batches at a time: one cache lookup per block
+        and window instead of one per block and batch (a random batch touches almost every block)."""
         source = self.source()
         batch = self.plan.batch_size
-        for start in range(0, len(order), batch):
-            yield source.rows(order[start : start + batch])
+        row_bytes = self.reader.info.codec.fixed_size or _RAGGED_ROW_BYTES
+        window = batch * max(1, min(_WINDOW_BATCHES, _WINDOW_BYTES // max(1, batch * row_bytes)))
+        for first in range(0, len(order), window):
+            rows = source.rows(order[first : first + window])
+            for start in range(0, len(rows), batch):
+                part = slice(start, start + batch)  # a view of the window's rows, not another copy
+                yield Block(rows.row_ids[part], rows.features[part], None if rows.labels is None else rows.labels[part])
 
     def _streaming(self, order: np.ndarray) -> Iterator[Block]:
         """Blocks in order of first need, prefetched; rows gathered into batches; a block is dropped once used."""

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from lightning_dm8.loading.dataset import BatchEnvelope, BlockDataset, EpochTicket, round_robin_share
+from lightning_dm8.loading.dataset import (
+    BatchEnvelope,
+    BlockDataset,
+    EpochTicket,
+    round_robin_share,
+)
 from lightning_dm8.loading.plan import Mode, padding_rows, worker_batch_counts
 from lightning_dm8.loading.source import LoadStats
 
@@ -42,7 +47,10 @@ class DM8DataLoader(DataLoader):
         self, dataset: BlockDataset, *, num_workers: int = 0, pin_memory: bool = False,
         epoch_fn: Callable[[], int] | None = None, cache_complete: bool = False, track_row_ids: bool = False,
         on_epoch_end: Callable[[LoadStats], None] | None = None, multiprocessing_context: Any = None,
+        **sampler_args: Any,
     ) -> None:
+        # Lightning re-creates prediction loaders with a sampler to track indices (``sampler_args``); batches of an
+        # iterable dataset need none, and this loader reports row ids itself (``pop_row_ids``).
         super().__init__(
             dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, collate_fn=_unwrap,
             persistent_workers=False, multiprocessing_context=multiprocessing_context if num_workers else None,
@@ -73,12 +81,30 @@ class DM8DataLoader(DataLoader):
         else:
             if self._first_epoch is None:
                 self._first_epoch = epoch
-            warm = self.block_dataset.cache is not None and (self.cache_complete or epoch > self._first_epoch)
+            warm = self.block_dataset.cache is not None and (
+                self.cache_complete or (epoch > self._first_epoch and self._cache_filled())
+            )
             ticket = EpochTicket(epoch, "warm" if warm else "cold")
         self._resume = None
         if self._first_epoch is None:
             self._first_epoch = epoch
         return ticket
+
+    def _cache_filled(self) -> bool:
+        """Whether a later epoch may read the cache at random (warm), the first epoch having filled it.
+
+        In one process this is asked of the cache: one that could not be filled (``cache_on_full="skip"`` on a full
+        disk) would make a warm epoch query its missing blocks again for every batch that touches them, so such an
+        epoch stays cold (each block read once). Several ranks must pick the same order without talking here, so
+        they keep the rule that the first epoch filled it.
+        """
+        cache = self.block_dataset.cache
+        if cache is None or self.block_dataset.plan.world_size > 1:
+            return True
+        try:
+            return cache.is_complete()
+        finally:
+            cache.close()
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         ticket = self._next_ticket()
@@ -89,7 +115,7 @@ class DM8DataLoader(DataLoader):
         self._row_ids.clear()
         total = len(self)
         finished = False
-        for envelope in super().__iter__():
+        for envelope in self._envelopes(total):
             assert isinstance(envelope, BatchEnvelope)
             self.stats.add(envelope.stats)
             self._delivered += 1
@@ -103,6 +129,27 @@ class DM8DataLoader(DataLoader):
             yield envelope.batch
         if not finished:
             self._finish_epoch()
+
+    def _envelopes(self, total: int) -> Iterator[BatchEnvelope]:
+        """The workers' batches; a worker that died (killed, out of memory) ends the epoch with a clear error.
+
+        torch reports a dead worker as a RuntimeError, or (when the pipe breaks first) as a bare connection error.
+        """
+        iterator = super().__iter__()
+        while True:
+            try:
+                envelope = next(iterator)
+            except StopIteration:
+                return
+            except (ConnectionError, EOFError) as exc:
+                workers = getattr(iterator, "_workers", [])
+                dead = ", ".join(str(w.pid) for w in workers if not w.is_alive()) or "unknown"
+                raise RuntimeError(
+                    f"DataLoader worker (pid(s) {dead}) exited unexpectedly while reading "
+                    f"{self.block_dataset.reader.info.name!r}: {self._delivered} of {total} batches were delivered "
+                    f"({type(exc).__name__}: {exc}); the epoch is incomplete"
+                ) from exc
+            yield envelope
 
     def _finish_epoch(self) -> None:
         if self.on_epoch_end is not None:

@@ -27,6 +27,13 @@ class LoadStats:
     padding_rows: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def add(self, other: dict[str, float]) -> None:
         with self._lock:
             for key, value in other.items():
@@ -104,10 +111,27 @@ class BlockSource:
                     parts.append(take_packed(view, self._codec, self._label_kind, positions))
                     from_cache += len(group)
         self.stats.add({"rows_from_cache": from_cache})
+        if all(isinstance(p.features, np.ndarray) for p in parts) and len(parts) > 1:
+            return _scatter(parts, np.split(order, cut), len(row_ids))
         gathered = Block.concat(parts)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return gathered.take(inverse)
+
+
+def _scatter(parts: list[Block], groups: list[np.ndarray], n: int) -> Block:
+    """One block of ``n`` rows with ``parts[i]``'s rows at positions ``groups[i]`` (array features): what
+    ``Block.concat(parts).take(inverse)`` gives, written in place instead of copied twice."""
+    first = parts[0]
+    features = np.empty((n, *first.features.shape[1:]), dtype=first.features.dtype)
+    row_ids = np.empty(n, dtype=first.row_ids.dtype)
+    labels = None if first.labels is None else np.empty(n, dtype=first.labels.dtype)
+    for part, group in zip(parts, groups):
+        features[group] = part.features
+        row_ids[group] = part.row_ids
+        if labels is not None:
+            labels[group] = part.labels
+    return Block(row_ids, features, labels)
 
 
 def _nbytes(block: Block) -> int:

@@ -6,6 +6,7 @@ block is first decoded from database rows.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,30 +135,7 @@ def unpack_block(buf: bytes | memoryview, codec: FeatureCodec, label_kind: Label
     magic, n = _HEADER.unpack_from(buf, 0)
     if magic != _MAGIC:
         raise ValueError("not a packed block")
-    pos = _HEADER.size
-    row_ids = np.frombuffer(buf, dtype="<i8", count=n, offset=pos).copy()
-    pos += 8 * n
-    labels = None
-    if label_kind != "none":
-        labels = np.frombuffer(buf, dtype=_label_dtype(label_kind), count=n, offset=pos).copy()
-        pos += 8 * n
-    if codec.kind in ("array", "numeric"):
-        dtype = codec.np_dtype if codec.kind == "array" else np.dtype(np.float32)
-        shape = codec.shape if codec.kind == "array" else (len(codec.columns),)
-        count = n * int(np.prod(shape, dtype=np.int64))
-        features: Any = np.frombuffer(buf, dtype=dtype, count=count, offset=pos).reshape((n, *shape)).copy()
-        return Block(row_ids, features, labels)
-    offsets = np.frombuffer(buf, dtype="<i8", count=n + 1, offset=pos)
-    base = pos + 8 * (n + 1)
-    data = bytes(buf[base : base + int(offsets[-1])])
-    chunks = [data[int(offsets[i]) : int(offsets[i + 1])] for i in range(n)]
-    if codec.kind == "text":
-        features = [c.decode("utf-8") for c in chunks]
-    elif codec.kind == "varlen":
-        features = [np.frombuffer(c, dtype=codec.np_dtype) for c in chunks]
-    else:
-        features = chunks
-    return Block(row_ids, features, labels)
+    return take_packed(buf, codec, label_kind, np.arange(n))
 
 
 def take_packed(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind, index: np.ndarray) -> Block:
@@ -175,7 +153,18 @@ def take_packed(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelK
     if codec.kind in ("array", "numeric"):
         dtype = codec.np_dtype if codec.kind == "array" else np.dtype(np.float32)
         shape = codec.shape if codec.kind == "array" else (len(codec.columns),)
-        count = n * int(np.prod(shape, dtype=np.int64))
+        count = n * math.prod(shape)
         features: Any = np.frombuffer(buf, dtype=dtype, count=count, offset=pos).reshape((n, *shape))[index]
         return Block(row_ids, features, labels)
-    return unpack_block(buf, codec, label_kind).take(index)
+    # Ragged features: decode only the wanted rows (the same values unpack_block(...).take(index) gives).
+    offsets = np.frombuffer(buf, dtype="<i8", count=n + 1, offset=pos)
+    base = pos + 8 * (n + 1)
+    starts, stops = (offsets[index] + base).tolist(), (offsets[index + 1] + base).tolist()
+    chunks = [bytes(buf[a:b]) for a, b in zip(starts, stops)]
+    if codec.kind == "text":
+        features = [c.decode("utf-8") for c in chunks]
+    elif codec.kind == "varlen":
+        features = [np.frombuffer(c, dtype=codec.np_dtype) for c in chunks]
+    else:
+        features = chunks
+    return Block(row_ids, features, labels)

@@ -46,6 +46,12 @@ class FeatureCodec:
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype) if self.dtype else np.dtype(np.uint8)
 
+    def stores_dtype(self, dtype: Any) -> bool:
+        """Whether samples of ``dtype`` are stored as this codec's dtype without conversion (byte order aside:
+        big-endian input is stored little-endian)."""
+        dt = np.dtype(dtype)
+        return (dt.newbyteorder("<") if dt.byteorder == ">" else dt) == self.np_dtype
+
     @property
     def fixed_size(self) -> int | None:
         """Bytes per encoded sample when every sample has the same size, else None."""
@@ -70,7 +76,7 @@ class FeatureCodec:
             return arr.tobytes()
         if self.kind == "varlen":
             arr = np.asarray(sample)
-            if arr.ndim != 1 or arr.dtype != self.np_dtype:
+            if arr.ndim != 1 or not self.stores_dtype(arr.dtype):
                 raise InvalidInputError(
                     f"variable-length features must be 1-D arrays of {self.np_dtype}; got shape {arr.shape} of {arr.dtype}"
                 )
@@ -83,7 +89,12 @@ class FeatureCodec:
             if not isinstance(sample, (bytes, bytearray, memoryview)):
                 raise InvalidInputError(f"bytes features must be bytes; got {type(sample).__name__}")
             return bytes(sample)
-        values = tuple(float(v) for v in np.asarray(sample).reshape(-1))
+        try:
+            values = tuple(float(v) for v in np.asarray(sample).reshape(-1))
+        except (TypeError, ValueError) as exc:  # None from a NULL in the source query, or text
+            raise InvalidInputError(
+                f"numeric features must be numbers; got {sample!r} (filter out or COALESCE NULLs in the query)"
+            ) from exc
         if len(values) != len(self.columns):
             raise InvalidInputError(f"expected {len(self.columns)} numeric features, got {len(values)}")
         return values

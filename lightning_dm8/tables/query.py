@@ -37,9 +37,11 @@ def _codec(first: tuple[Any, ...], columns: Sequence[str], dtype: str | None, sh
         bad = [c for c, v in zip(columns, first) if not isinstance(v, (int, float, np.number)) and
                type(v).__name__ != "Decimal"]
         if bad:
+            nulls = [c for c, v in zip(columns, first) if v is None]
+            hint = f" (NULL in the first row: {nulls}; filter out or COALESCE NULLs)" if nulls else ""
             raise InvalidInputError(
-                f"feature columns {bad} are not numeric; a query with several feature columns must return numbers "
-                f"only (or select one binary/text column)"
+                f"feature columns {bad} are not numeric{hint}; a query with several feature columns must return "
+                f"numbers only (or select one binary/text column)"
             )
         clash = [c for c in columns if c.lower() in (ROW_ID, LABEL, FEATURES)]
         if clash:

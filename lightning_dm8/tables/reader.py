@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -14,12 +15,32 @@ from lightning_dm8.tables.block import Block, block_from_rows
 from lightning_dm8.tables.registry import DatasetInfo
 
 
+def _sever(dbapi_connection: Any, fired: threading.Event) -> None:
+    """Shut down the socket under a driver connection, so that a call blocked reading it returns with an error.
+
+    Knows psycopg (``pgconn.socket``) and PyMySQL (``_sock``); other drivers (SQLite has no socket) are left alone.
+    """
+    fired.set()
+    try:
+        pgconn = getattr(dbapi_connection, "pgconn", None)
+        sock = getattr(dbapi_connection, "_sock", None)
+        fd = pgconn.socket if pgconn is not None else (sock.fileno() if sock is not None else -1)
+        if fd < 0:
+            return
+        with socket.socket(fileno=os.dup(fd)) as dup:
+            dup.shutdown(socket.SHUT_RDWR)
+    except Exception:  # already closed: the read has ended on its own
+        pass
+
+
 class TableReader:
     """Reads ``[lo, hi)`` row ranges of one dataset table.
 
     Each thread (a prefetch thread, a DataLoader worker) gets its own connection, opened on first use in the
     process that uses it. A lost connection is reopened with exponential backoff for up to ``max_wait`` seconds,
-    then a :class:`DatabaseUnavailableError` says so.
+    then a :class:`DatabaseUnavailableError` says so; a read still unanswered at that point (a hung server) is cut
+    off and fails the same way. ``reconnects`` counts the retries after a lost connection and
+    ``reconnect_seconds`` the time they took, in this process.
     """
 
     def __init__(self, db: Database, info: DatasetInfo, *, max_wait: float = 60.0) -> None:
@@ -30,6 +51,8 @@ class TableReader:
         self._pid = os.getpid()
         self._query: RangeQuery | None = None
         self.queries = 0
+        self.reconnects = 0
+        self.reconnect_seconds = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -66,23 +89,48 @@ class TableReader:
 
     def fetch_rows(self, lo: int, hi: int) -> list[Any]:
         """Raw rows with ``lo <= row_id < hi``, retrying on a lost connection with bounded backoff."""
-        deadline = time.monotonic() + self.max_wait
+        start = time.monotonic()
+        deadline = start + self.max_wait
         delay = 0.05
+        lost = False
         while True:
+            watchdog: threading.Timer | None = None
+            fired = threading.Event()
             try:
                 conn = self._connection()
+                # A server that stops answering without closing the connection (hung, or a network that drops
+                # packets) would block the read forever: past the deadline its socket is shut down, which turns the
+                # wait into a lost connection. (SQLite has no server to wait for.)
+                if self.db.backend != "sqlite":
+                    watchdog = threading.Timer(max(deadline - time.monotonic(), 0.01), _sever,
+                                               (conn.driver_connection, fired))
+                    watchdog.daemon = True
+                    watchdog.start()
                 with self.db.errors(f"read rows {lo}..{hi - 1} of {self.info.name!r}"):
                     rows = self._range_query().fetch(conn.driver_connection, lo, hi - 1)
+                if watchdog is not None:
+                    watchdog.cancel()
                 self.queries += 1
+                if lost:
+                    self.reconnect_seconds += time.monotonic() - start
                 return rows
             except DatabaseUnavailableError as exc:
+                if watchdog is not None:
+                    watchdog.cancel()
                 self._drop_connection()
+                lost = True
+                self.reconnects += 1
                 if time.monotonic() + delay > deadline:
+                    what = "the server gave no answer" if fired.is_set() else "gave up after retrying"
                     raise DatabaseUnavailableError(
-                        f"{exc} (gave up after retrying for {self.max_wait:.0f} s; raise max_wait to wait longer)"
+                        f"{exc} ({what} for {self.max_wait:.0f} s; raise max_wait to wait longer)"
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except BaseException:
+                if watchdog is not None:
+                    watchdog.cancel()
+                raise
 
     def read(self, lo: int, hi: int) -> Block:
         """Rows ``[lo, hi)`` as a block; a missing row id is an error naming the table and the id."""

@@ -82,17 +82,17 @@ def _batches(
     """Encoded rows ``(row_id, *features, [label])`` in batches of about 8 MB."""
     batch: list[tuple[Any, ...]] = []
     size = 0
-    cast = int if label_kind == "int" else float
     for offset, (features, label) in enumerate(samples):
         row_id = start + offset
-        value = codec.encode(features)
+        try:
+            value = codec.encode(features)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"sample {row_id}: {exc}") from exc
         values = value if isinstance(value, tuple) else (value,)
         if label_kind == "none":
             row = (row_id, *values)
         else:
-            if label is None:
-                raise InvalidInputError(f"sample {row_id}: the label is None; every row of a labelled dataset needs one")
-            row = (row_id, *values, cast(label))
+            row = (row_id, *values, _label_value(label, label_kind, row_id))
         fp.update(row)
         batch.append(row)
         size += len(value) if isinstance(value, (bytes, str)) else 8 * len(values)
@@ -101,6 +101,21 @@ def _batches(
             batch, size = [], 0
     if batch:
         yield batch
+
+
+def _label_value(label: Any, label_kind: LabelKind, row_id: int) -> int | float:
+    """The label as stored. The kind comes from the first label, so a later fractional label in an integer-labelled
+    dataset is an error rather than silently truncated."""
+    if label is None:
+        raise InvalidInputError(f"sample {row_id}: the label is None; every row of a labelled dataset needs one")
+    if label_kind == "float":
+        return float(label)
+    if isinstance(label, (float, np.floating)) and not float(label).is_integer():
+        raise InvalidInputError(
+            f"sample {row_id}: label {label!r} is not a whole number, but the dataset's labels are integers (as the "
+            f"first sample's label is); give every label as a float"
+        )
+    return int(label)
 
 
 def _fill(conn: sa.Connection, table: sa.Table, batches: Iterable[list[tuple[Any, ...]]], bar: Any) -> int:
@@ -246,12 +261,25 @@ def _codec_for_list(items: Sequence[Any]) -> FeatureCodec:
                 )
         return codec
     arrays = [np.asarray(as_numpy(x)) for x in items]
+    first = arrays[0]
+    if first.ndim != 1:
+        # A list of samples of one shape (e.g. images) is stored like the array stacking them.
+        codec = infer_codec(first)
+        for i, arr in enumerate(arrays):
+            if arr.shape != first.shape:
+                raise InvalidInputError(
+                    f"inconsistent shapes: item 0 has shape {first.shape}, item {i} has {arr.shape}; a list holds "
+                    f"samples of one shape, or 1-D arrays of varying length"
+                )
+            if arr.dtype != first.dtype:
+                raise InvalidInputError(f"inconsistent dtypes: item 0 is {first.dtype}, item {i} is {arr.dtype}")
+        return codec
     codec = infer_varlen_codec(arrays)
     for i, arr in enumerate(arrays):
         if arr.ndim != 1:
             raise InvalidInputError(f"inconsistent features: item {i} has shape {arr.shape}; list items must be 1-D arrays")
-        if arr.dtype != arrays[0].dtype:
-            raise InvalidInputError(f"inconsistent dtypes: item 0 is {arrays[0].dtype}, item {i} is {arr.dtype}")
+        if arr.dtype != first.dtype:
+            raise InvalidInputError(f"inconsistent dtypes: item 0 is {first.dtype}, item {i} is {arr.dtype}")
     return codec
 
 
@@ -284,7 +312,7 @@ def write_dataset(
                 raise InvalidInputError(
                     f"inconsistent shapes: sample 0 has shape {codec.shape}, sample {i} has {np.shape(features)}"
                 )
-            if codec.kind in ("array", "varlen") and np.asarray(features).dtype != codec.np_dtype:
+            if codec.kind in ("array", "varlen") and not codec.stores_dtype(np.asarray(features).dtype):
                 raise InvalidInputError(
                     f"inconsistent dtypes: sample 0 is {codec.np_dtype}, sample {i} is {np.asarray(features).dtype}"
                 )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,7 +27,9 @@ from .tiny import TinyClassifier, loader, state_digest, trainer
 SCRIPT = os.path.join(os.path.dirname(__file__), "restore_script.py")
 
 
-def _fit(db_url: str, models: str, root, run: str = "run1", epochs: int = 2, **options) -> tuple[TinyClassifier, DM8Checkpoint]:
+def _fit(
+    db_url: str, models: str, root, run: str = "run1", epochs: int = 2, **options
+) -> tuple[TinyClassifier, DM8Checkpoint]:
     torch.manual_seed(0)
     model = TinyClassifier()
     callback = DM8Checkpoint(db_url, run, table=models, monitor="val_loss", **options)
@@ -33,7 +37,31 @@ def _fit(db_url: str, models: str, root, run: str = "run1", epochs: int = 2, **o
     return model, callback
 
 
-def test_restore_in_a_fresh_process_is_bit_identical(db_url: str, models: str, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def fresh_process() -> Iterator[subprocess.Popen]:
+    """One new Python process for the whole module (starting Lightning costs seconds): it restores from the
+    database only, so it has never seen a trained model."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1
+    )
+    assert process.stdout is not None
+    ready = json.loads(process.stdout.readline() or "{}")
+    assert ready.get("ready") == process.pid
+    yield process
+    process.stdin.close()  # type: ignore[union-attr]
+    process.wait(timeout=60)
+
+
+def _restore_there(process: subprocess.Popen, **request: str) -> dict:
+    process.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
+    process.stdin.flush()  # type: ignore[union-attr]
+    reply = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+    assert "error" not in reply, reply.get("error")
+    return reply
+
+
+def test_restore_in_a_fresh_process_is_bit_identical(db_url: str, models: str, tmp_path, fresh_process) -> None:
     _, callback = _fit(db_url, models, tmp_path / "train")
     assert isinstance(callback.checkpoint_io, DM8CheckpointIO)
     assert not (tmp_path / "train" / "checkpoints").exists()  # nothing went to the file system
@@ -45,15 +73,12 @@ def test_restore_in_a_fresh_process_is_bit_identical(db_url: str, models: str, t
     )
     assert state_digest(here.state_dict()) == state_digest(best["state_dict"])
 
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    done = subprocess.run(
-        [sys.executable, SCRIPT, db_url, models, "run1", "dm8:run1:best", str(tmp_path / "fresh")],
-        capture_output=True, text=True, env=env, timeout=180,
+    there = _restore_there(
+        fresh_process, url=db_url, table=models, run="run1", ckpt_path="dm8:run1:best", root=str(tmp_path / "fresh")
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    there = json.loads(done.stdout.strip().splitlines()[-1])
+    assert there["pid"] != os.getpid()
     assert there["digest"] == state_digest(best["state_dict"])
-    assert there["test_acc"] == pytest.approx(expected[0]["test_acc"], abs=0.0)
+    assert there["test_acc"] == expected[0]["test_acc"]
 
 
 def test_best_is_the_lowest_monitored_value_and_matches_lightning(db_url: str, models: str, tmp_path) -> None:
@@ -65,18 +90,21 @@ def test_best_is_the_lowest_monitored_value_and_matches_lightning(db_url: str, m
     assert callback.best_model_path.endswith(f"/{best.name}.ckpt")
     assert float(callback.best_model_score) == pytest.approx(best.monitor_value)
     assert load_checkpoint(db_url, "run1", "best", table=models)["global_step"] == best.global_step
+    # Lightning's own "best" resolves to the virtual path, which the IO maps to the same row
+    assert callback.best_model_path.startswith(os.sep + "lightning_dm8")
+    again = trainer(tmp_path, [callback], max_epochs=3)
+    via_best = again.test(model, loader(seed=2), ckpt_path="best", verbose=False)
+    via_db = again.test(model, loader(seed=2), ckpt_path="dm8:run1:best", verbose=False)
+    assert via_best == via_db
+    # validate and predict restore the same way
+    validated = again.validate(TinyClassifier(), loader(seed=1), ckpt_path="dm8:run1:best", verbose=False)
+    assert validated[0]["val_loss"] == pytest.approx(best.monitor_value, rel=1e-6)
+    predicted = again.predict(TinyClassifier(), loader(seed=2), ckpt_path=f"dm8:run1:{best.version}")
+    reference = TinyClassifier()
+    reference.load_state_dict(load_checkpoint(db_url, "run1", best.version, table=models)["state_dict"])
+    assert torch.equal(torch.cat(predicted), reference(torch.cat([b[0] for b in loader(seed=2)])).detach())
     assert all(c.model_class and c.model_class.endswith("tiny.TinyClassifier") for c in infos)
     assert [c.version for c in infos] == sorted(c.version for c in infos)
-
-
-def test_ckpt_path_best_in_the_same_process_loads_through_the_database(db_url: str, models: str, tmp_path) -> None:
-    model, callback = _fit(db_url, models, tmp_path)
-    assert callback.best_model_path.startswith(os.sep + "lightning_dm8")
-    fitted = trainer(tmp_path, [callback])
-    fitted.fit(model, loader(), loader(seed=1))  # already at max_epochs: only re-attaches the callback
-    via_best = fitted.test(model, loader(seed=2), ckpt_path="best", verbose=False)
-    via_db = fitted.test(model, loader(seed=2), ckpt_path="dm8:run1:best", verbose=False)
-    assert via_best == via_db
 
 
 def test_fit_resumes_from_latest_and_keeps_counting_versions(db_url: str, models: str, tmp_path) -> None:
@@ -126,3 +154,6 @@ def test_async_checkpoint_io_keeps_saving_to_the_database(tmp_path) -> None:
     assert sorted(c.epoch for c in infos if c.kind == "periodic") == [0, 1, 2]
     final = load_checkpoint(url, "async", "latest")
     assert state_digest(final["state_dict"]) == state_digest(model.state_dict())
+    clone = pickle.loads(pickle.dumps(callback))  # DDP spawn pickles callbacks: the IO comes back unconnected
+    assert clone.checkpoint_io.db._engine is None
+    assert [c.version for c in clone.checkpoint_io.store().infos("async")] == [c.version for c in infos]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 
 import lightning_dm8
 from lightning_dm8.datamodule import DM8DataModule
@@ -39,6 +39,13 @@ def write_labelled(url: str, name: str, n: int, *, seed: int = 0, if_exists: str
 def make_dm(url: str, table: str, cache_dir: Any = None, **kwargs: Any) -> DM8DataModule:
     options = {"batch_size": 32, "block_size": 64, "num_workers": 0, "progress": False, **kwargs}
     return DM8DataModule(url, train_table=table, cache_dir=None if cache_dir is None else str(cache_dir), **options)
+
+
+def quiet_trainer(**kwargs: Any) -> Trainer:
+    """A CPU Trainer without logger, checkpoints, progress bar or model summary (unless asked for)."""
+    options = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+               "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1, **kwargs}
+    return Trainer(**options)
 
 
 def epoch_batches(loader: Any) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,6 +7,8 @@ import pytest
 
 from loading.support import assert_exactly_once, epoch_batches, make_dm, write_labelled
 
+pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
+
 N_ROWS = 1003  # not a multiple of the batch (32) nor of the block (64)
 
 

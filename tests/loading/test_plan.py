@@ -17,7 +17,6 @@ from lightning_dm8.loading.plan import (
     worker_batch_range,
     worker_order,
 )
-
 from loading.support import spearman
 
 COMBOS = [
@@ -78,7 +77,7 @@ def test_workers_own_contiguous_batches_of_the_rank_share(cfg: PlanConfig) -> No
     for rank, orders in enumerate(rank_orders(cfg, 0, "cold")):
         ranges = [worker_batch_range(cfg, w) for w in range(cfg.num_workers)]
         assert ranges[0][0] == 0 and ranges[-1][1] == batches_per_rank(cfg)
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), "worker batch ranges must tile the rank"
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges)), "worker batch ranges must tile the rank"
         sizes = [hi - lo for lo, hi in ranges]
         assert max(sizes) - min(sizes) <= 1
         rank_rows = np.concatenate(orders)

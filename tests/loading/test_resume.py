@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_dm8.loading.dataset import round_robin_share
 from lightning_dm8.loading.plan import worker_batch_counts
-
 from loading.support import assert_exactly_once, epoch_ids, make_dm, write_labelled
+
+pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
 
 N_ROWS = 1003
 BATCH = 32

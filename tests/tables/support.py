@@ -1,0 +1,48 @@
+"""Helpers of the dataset-table tests: checks that nothing was written, raw SQL access to a dataset table."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from lightning_dm8 import Database, DatasetTable
+from lightning_dm8.tables import registry
+from lightning_dm8.tables.ddl import table_exists
+
+MYSQL_URL = os.environ.get("LIGHTNING_DM8_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def assert_no_staging_left(db: Database, staged: list[str]) -> None:
+    """None of the staging tables ``staged`` (see the ``staged`` fixture) is left behind."""
+    with db.connect("check") as conn:
+        leftovers = [s for s in staged if table_exists(conn, s)]
+    assert not leftovers, f"staging tables left behind: {leftovers}"
+
+
+def assert_nothing_written(db: Database, name: str, staged: list[str]) -> None:
+    """No table ``name``, no registry entry for it, and none of the staging tables ``staged`` left behind."""
+    with db.connect("check") as conn:
+        assert not table_exists(conn, name), f"table {name!r} exists"
+        assert registry.read_info(conn, name) is None, f"registry entry for {name!r} exists"
+    assert_no_staging_left(db, staged)
+
+
+def reflect(db: Database, name: str) -> sa.Table:
+    """The dataset table as the database describes it, for editing it with plain SQL."""
+    with db.connect("reflect") as conn:
+        return sa.Table(name, sa.MetaData(), autoload_with=conn)
+
+
+def execute(db: Database, statement: sa.Executable, params: Any = None) -> None:
+    with db.begin("test edit") as conn:
+        conn.execute(statement, params)
+
+
+def read_all(table: DatasetTable) -> tuple[Any, np.ndarray | None]:
+    """Every row's features and labels through one range query."""
+    block = table.read_range(0, len(table))
+    assert block.row_ids.tolist() == list(range(len(table)))
+    return block.features, block.labels
