@@ -8,6 +8,7 @@ ticket when they start.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,16 @@ from lightning_dm8.loading.plan import Mode, padding_rows, worker_batch_counts
 from lightning_dm8.loading.source import LoadStats
 
 _STATE_VERSION = 2
+
+
+def _dead_workers(workers: list[Any], wait: float = 1.0) -> str:
+    """Pids of the worker processes that have exited (waiting briefly: the pipe may break before the exit shows)."""
+    deadline = time.monotonic() + wait
+    while True:
+        dead = [str(w.pid) for w in workers if not w.is_alive()]
+        if dead or time.monotonic() > deadline:
+            return ", ".join(dead)
+        time.sleep(0.02)
 
 
 def _unwrap(item: Any) -> Any:
@@ -133,7 +144,8 @@ class DM8DataLoader(DataLoader):
     def _envelopes(self, total: int) -> Iterator[BatchEnvelope]:
         """The workers' batches; a worker that died (killed, out of memory) ends the epoch with a clear error.
 
-        torch reports a dead worker as a RuntimeError, or (when the pipe breaks first) as a bare connection error.
+        torch reports a dead worker as a RuntimeError, or (when the pipe breaks first) as a bare connection error,
+        which is turned into the same kind of RuntimeError here (errors raised by the dataset pass unchanged).
         """
         iterator = super().__iter__()
         while True:
@@ -141,11 +153,15 @@ class DM8DataLoader(DataLoader):
                 envelope = next(iterator)
             except StopIteration:
                 return
-            except (ConnectionError, EOFError) as exc:
-                workers = getattr(iterator, "_workers", [])
-                dead = ", ".join(str(w.pid) for w in workers if not w.is_alive()) or "unknown"
+            except (ConnectionResetError, BrokenPipeError, EOFError) as exc:
+                if self.num_workers == 0:
+                    raise
+                dead = _dead_workers(getattr(iterator, "_workers", []))
+                shutdown = getattr(iterator, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
                 raise RuntimeError(
-                    f"DataLoader worker (pid(s) {dead}) exited unexpectedly while reading "
+                    f"DataLoader worker (pid {dead or 'unknown'}) exited unexpectedly while reading "
                     f"{self.block_dataset.reader.info.name!r}: {self._delivered} of {total} batches were delivered "
                     f"({type(exc).__name__}: {exc}); the epoch is incomplete"
                 ) from exc
