@@ -114,7 +114,9 @@ def memory_targets(results: list[Record]) -> list[Record]:
         if len(cases) < 2:
             continue
         small, large = cases[0], cases[-1]
-        for what, field in (("per worker", "worker_peak_mb"), ("main process", "main_peak_mb")):
+        for what, field in (("per worker", "worker_peak_mb"), ("main process", "main_peak_mb"),
+                            ("per worker, anonymous", "worker_anon_peak_mb"),
+                            ("main process, anonymous", "main_anon_peak_mb")):
             a, b = small.get(field), large.get(field)
             if not a or not b:
                 continue

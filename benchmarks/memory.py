@@ -22,15 +22,21 @@ from pathlib import Path
 from typing import Any
 
 
-def _hwm_kb(pid: int | str) -> int | None:
+def _status_kb(pid: int | str, field: str = "VmHWM") -> int | None:
+    """A ``/proc/<pid>/status`` figure in kB: ``VmHWM`` (peak resident set, including mapped file pages such as
+    the LMDB cache's), ``RssAnon`` (resident anonymous memory now), ..."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def _hwm_kb(pid: int | str) -> int | None:
+    return _status_kb(pid, "VmHWM")
 
 
 def _children(pid: int) -> list[int]:
@@ -51,15 +57,17 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.peaks: dict[int, int] = {}
+        self.anon_peaks: dict[int, int] = {}  # largest RssAnon seen: memory that is not a view of a file
         self.stop = threading.Event()
 
     def run(self) -> None:
         me = os.getpid()
         while not self.stop.is_set():
-            for child in _children(me):
-                value = _hwm_kb(child)
-                if value is not None:
-                    self.peaks[child] = max(value, self.peaks.get(child, 0))
+            for pid in [me, *_children(me)]:
+                for field, peaks in (("VmHWM", self.peaks), ("RssAnon", self.anon_peaks)):
+                    value = _status_kb(pid, field)
+                    if value is not None:
+                        peaks[pid] = max(value, peaks.get(pid, 0))
             time.sleep(self.interval)
 
 
@@ -92,9 +100,12 @@ def probe(url: str, table: str, num_workers: int) -> dict[str, Any]:
         time.sleep(sampler.interval * 3)
         sampler.stop.set()
         sampler.join()
+        me = os.getpid()
         result.update(
             main_peak_kb=_hwm_kb("self"), main_before_kb=rss_before,
-            worker_peaks_kb=sorted(sampler.peaks.values()),
+            main_anon_peak_kb=sampler.anon_peaks.get(me, 0),
+            worker_peaks_kb=sorted(v for pid, v in sampler.peaks.items() if pid != me),
+            worker_anon_peaks_kb=sorted(v for pid, v in sampler.anon_peaks.items() if pid != me),
             children_maxrss_kb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
             cache_bytes=dir_bytes(cache),
         )

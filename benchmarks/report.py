@@ -90,12 +90,16 @@ def markdown(doc: dict[str, Any]) -> str:
     if mem:
         lines += ["", "## Memory and cache size", "",
                   "Peak RSS (VmHWM) of the main process and of the largest DataLoader worker over one cold + one warm "
-                  "epoch, each case in a fresh process; cache = LMDB files' allocated size after both epochs.", "",
-                  "| backend | rows | workers | main peak MB | worker peak MB | cache MB | raw data MB | table MB | "
-                  "cold s | warm s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "epoch, each case in a fresh process, and the peak of their anonymous memory (RssAnon: RSS less "
+                  "the mapped LMDB file pages, which are page cache); cache = LMDB files' allocated size after both "
+                  "epochs.", "",
+                  "| backend | rows | workers | main peak MB | main anon MB | worker peak MB | worker anon MB | "
+                  "cache MB | raw data MB | table MB | cold s | warm s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in mem:
             lines.append(f"| {r['backend']} | {r['rows']:,} | {r['num_workers']} | {_n(r['main_peak_mb'])} | "
-                         f"{_n(r.get('worker_peak_mb'))} | {_n(r['cache_mb'])} | {_n(r['raw_mb'])} | "
+                         f"{_n(r.get('main_anon_peak_mb'))} | {_n(r.get('worker_peak_mb'))} | "
+                         f"{_n(r.get('worker_anon_peak_mb'))} | {_n(r['cache_mb'])} | {_n(r['raw_mb'])} | "
                          f"{_n(r.get('table_mb'))} | {r['cold_s']:.2f} | {r['warm_s']:.2f} |")
     if doc.get("table_sizes"):
         lines += ["", "## Data size", "", "| backend | data | rows | raw MB | table MB in the database |",

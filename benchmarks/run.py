@@ -234,10 +234,14 @@ def _memory(s: Settings, doc: dict[str, Any]) -> None:
                         main_peak_mb=round(r["main_peak_kb"] / 1024, 1),
                         worker_peak_mb=round(max(r["worker_peaks_kb"]) / 1024, 1) if r["worker_peaks_kb"] else None,
                         worker_peaks_mb=[round(v / 1024, 1) for v in r["worker_peaks_kb"]],
+                        main_anon_peak_mb=round(r["main_anon_peak_kb"] / 1024, 1),
+                        worker_anon_peak_mb=round(max(r["worker_anon_peaks_kb"]) / 1024, 1)
+                        if r["worker_anon_peaks_kb"] else None,
                         children_maxrss_mb=round(r["children_maxrss_kb"] / 1024, 1),
                         cache_mb=round(r["cache_bytes"] / 1e6, 1), raw_mb=round(rows * (3072 + 8) / 1e6, 1),
                         table_mb=None if size is None else round(size / 1e6, 1), cold_s=r["cold_s"], warm_s=r["warm_s"]))
-                    print(f"  memory {backend} {rows:,} rows nw={nw}: main {r['main_peak_kb'] / 1024:.0f} MB, "
+                    print(f"  memory {backend} {rows:,} rows nw={nw}: main {r['main_peak_kb'] / 1024:.0f} MB "
+                          f"(anonymous {r['main_anon_peak_kb'] / 1024:.0f} MB), "
                           f"workers {[round(v / 1024) for v in r['worker_peaks_kb']]} MB, "
                           f"cache {r['cache_bytes'] / 1e6:.0f} MB", flush=True)
             except Exception as exc:  # noqa: BLE001

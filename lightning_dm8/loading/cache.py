@@ -49,10 +49,8 @@ def _acquire_environment(path: Path, map_size: int) -> lmdb.Environment:
         entry = _ENVIRONMENTS.get(str(path))
         if entry is None:
             path.mkdir(parents=True, exist_ok=True)
-            # metasync=False: one fsync per commit instead of two; LMDB keeps the store consistent (a system crash
-            # may undo the last commit, never tear a block), and filling the cache costs half the disk flushes.
             env = lmdb.open(str(path), map_size=map_size, max_dbs=2, readahead=False, meminit=False,
-                            max_readers=512, metasync=False)
+                            max_readers=512)
             entry = _ENVIRONMENTS[str(path)] = [env, 0]
         entry[1] += 1
         return entry[0]
