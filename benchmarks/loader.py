@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lightning_dm8 import DM8DataModule
-
 from benchmarks.common import Settings, measure, record, run_epoch
+from lightning_dm8 import DM8DataModule
 
 PREFETCH_ON: dict[str, Any] = {}  # the defaults
 PREFETCH_OFF: dict[str, Any] = {"prefetch_blocks": 0, "block_size": 1}

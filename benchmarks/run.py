@@ -22,8 +22,19 @@ from typing import Any
 
 import torch
 
-from benchmarks import checkpoint_io, data, fullscan, inmemory, litdata_baseline, loader, machine, memory, naive, report
-from benchmarks.common import Settings, loadavg, measure, record
+from benchmarks import (
+    checkpoint_io,
+    data,
+    fullscan,
+    inmemory,
+    litdata_baseline,
+    loader,
+    machine,
+    memory,
+    naive,
+    report,
+)
+from benchmarks.common import Settings, loadavg, record
 
 SECTIONS = ("loader", "naive", "fullscan", "memory-baselines", "litdata", "checkpoint", "memory")
 

@@ -15,7 +15,7 @@ ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import run  # noqa: E402
+from benchmarks import run
 
 
 @pytest.mark.timeout(600)
