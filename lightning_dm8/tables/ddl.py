@@ -1,4 +1,5 @@
-"""DDL the writers need beyond CREATE/DROP: renaming a table, PostgreSQL column storage. Identifiers quoted."""
+"""DDL the writers need beyond CREATE/DROP: renaming a table, PostgreSQL column storage, planner statistics.
+Identifiers quoted."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def create_dataset_table(conn: sa.Connection, table: sa.Table, codec: FeatureCod
 
 def table_exists(conn: sa.Connection, name: str) -> bool:
     return sa.inspect(conn).has_table(name)
+
+
+def analyze_table(conn: sa.Connection, name: str) -> None:
+    """Refresh the planner's statistics of a freshly written table (PostgreSQL, MySQL/MariaDB).
+
+    Without them PostgreSQL plans the loader's ``row_id BETWEEN`` range reads as a bitmap heap scan plus a sort
+    (1.6 ms per 256-row block measured here, against 0.2 ms for the index scan it picks once it knows the table).
+    SQLite and DM8 already read a primary-key range in key order.
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {quote(name)}")
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        conn.exec_driver_sql(f"ANALYZE TABLE {quote(name)}").fetchall()

@@ -20,7 +20,7 @@ from lightning_dm8.db.schema import name_problem
 from lightning_dm8.errors import InvalidInputError, TableExistsError
 from lightning_dm8.tables import registry
 from lightning_dm8.tables.codecs import FeatureCodec, LabelKind, as_numpy, infer_codec, infer_varlen_codec, label_kind_of
-from lightning_dm8.tables.ddl import create_dataset_table, rename_table, table_exists
+from lightning_dm8.tables.ddl import analyze_table, create_dataset_table, rename_table, table_exists
 from lightning_dm8.tables.fingerprint import Fingerprint
 
 IfExists = Literal["fail", "replace", "append"]
@@ -142,6 +142,8 @@ def _create(
             count = _fill(conn, table, _batches(codec, label_kind, samples, 0, fp), bar)
         if count == 0:
             raise InvalidInputError(f"no rows to write into dataset {name!r}: the input is empty")
+        with db.begin(f"analyze dataset {name!r}") as conn:
+            analyze_table(conn, staging)
         stamp = registry.now()
         info = registry.DatasetInfo(name, count, codec, label_kind, fp.hexdigest(), stamp, stamp)
         with db.begin(f"publish dataset {name!r}") as conn:
@@ -194,6 +196,8 @@ def _append(
             registry.now(),
         )
         registry.write_info(conn, info)
+    with db.begin(f"analyze dataset {existing.name!r}") as conn:
+        analyze_table(conn, existing.name)
     return info
 
 

@@ -379,3 +379,25 @@ def test_wrong_password_writes_nothing(table_name: str, staged: list[str]) -> No
     good = Database(MYSQL_URL)
     assert_nothing_written(good, table_name, staged)
     good.dispose()
+
+
+def _planner_rows(db: Database, name: str) -> int:
+    with db.connect("read planner statistics") as conn:
+        if db.backend == "postgresql":
+            sql = "SELECT reltuples FROM pg_class WHERE relname = :name"
+        else:
+            sql = "SELECT n_rows FROM mysql.innodb_table_stats WHERE database_name = DATABASE() AND table_name = :name"
+        return int(conn.execute(sa.text(sql), {"name": name}).scalar_one())
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+def test_written_and_appended_tables_have_planner_statistics(db: Database, table_name: str) -> None:
+    write_arrays(db, table_name, np.zeros((3000, 4), np.uint8), np.arange(3000), progress=False)
+    assert _planner_rows(db, table_name) == 3000
+    write_arrays(db, table_name, np.zeros((2000, 4), np.uint8), np.arange(2000), if_exists="append", progress=False)
+    assert _planner_rows(db, table_name) == 5000
+    if db.backend == "postgresql":  # what the statistics are for: an index range scan, no sort
+        with db.connect("explain a block read") as conn:
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+                f'EXPLAIN SELECT * FROM "{table_name}" WHERE row_id BETWEEN 0 AND 255 ORDER BY row_id'))
+        assert "Index Scan" in plan and "Sort" not in plan, plan
