@@ -3,8 +3,9 @@
 One LMDB environment per (database, table) under ``cache_dir``; a ``meta`` record holds the table fingerprint
 and block size it was filled for. Opening it for another fingerprint empties it first, so a cache made for an
 older version of the table is never served. The table's registry entry is kept next to it, so a run can start
-from a complete cache while the database server is down (:func:`cached_info`). Blocks are written one
-transaction each: a run killed while filling leaves only whole blocks, and the next run fills the missing ones.
+from a complete cache while the database server is down (:func:`cached_info`). Blocks are written in
+transactions of whole blocks: a run killed while filling leaves only whole blocks, and the next run fills the
+missing ones.
 LMDB's lock file makes several workers and ranks on one node share the environment safely; each process opens
 its own handle lazily (one environment per path and process, shared by the cache objects there).
 """
@@ -20,6 +21,7 @@ import shutil
 import struct
 import threading
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,14 +182,22 @@ class BlockCache:
 
     def put(self, block: int, packed: bytes) -> bool:
         """Store a packed block; False (and caching stops) when the disk is full and ``on_full="skip"``."""
-        if self.disabled_reason is not None:
-            return False
+        return self.put_many([(block, packed)])
+
+    def put_many(self, items: Sequence[tuple[int, bytes]]) -> bool:
+        """Store packed blocks in one transaction (one commit and sync for all): all of them or, on failure, none.
+
+        False (and caching stops) when the disk is full and ``on_full="skip"``.
+        """
+        if self.disabled_reason is not None or not items:
+            return self.disabled_reason is None
         env, blocks = self._open()
         try:
             with env.begin(write=True, db=blocks) as txn:
-                txn.put(_KEY.pack(block), packed)
+                for block, packed in items:
+                    txn.put(_KEY.pack(block), packed)
         except (lmdb.MapFullError, lmdb.DiskError, OSError, lmdb.Error) as exc:
-            if not _is_full(exc, self.path, len(packed)):
+            if not _is_full(exc, self.path, sum(len(packed) for _, packed in items)):
                 raise
             message = (f"the block cache at {self.path} is full ({type(exc).__name__}: {exc}); free space there, "
                        f"point cache_dir elsewhere, or pass cache_on_full='skip' to keep reading from the database")

@@ -108,7 +108,12 @@ class BlockDataset(IterableDataset):
         blocks = (self._random_access if ticket.mode == "warm" and self.plan.shuffle and self.cache is not None
                   else self._streaming)(order)
         source = self.source()
-        for block in blocks:
+        last = -(-len(order) // self.plan.batch_size) - 1
+        for number, block in enumerate(blocks):
+            if number == last:
+                # Every block this epoch read is in the cache before its last batch is handed over: whoever
+                # receives it (the next epoch, another process) finds the cache as complete as the epoch made it.
+                source.flush()
             yield BatchEnvelope(make_batch(block, self.transform, self.collate), block.row_ids, source.stats.take(),
                                 worker)
 
@@ -117,6 +122,8 @@ class BlockDataset(IterableDataset):
         if self._prefetcher is not None:
             self._prefetcher.close()
             self._prefetcher = None
+        if self._source is not None:
+            self._source.close()
         self.reader.close()
         if self.cache is not None:
             self.cache.close()

@@ -1,5 +1,5 @@
 """BlockSource: one place that turns a block number into rows — from the cache if there, else one range query
-(whose result is then cached). Counts what it did, for the per-epoch statistics."""
+(whose result is then cached, by a background writer). Counts what it did, for the per-epoch statistics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lightning_dm8.loading.cache import BlockCache
+from lightning_dm8.loading.cache_writer import CacheWriter
 from lightning_dm8.tables.block import Block, pack_block, take_packed, unpack_block
 from lightning_dm8.tables.reader import TableReader
 
@@ -59,6 +60,7 @@ class BlockSource:
         self.reader = reader
         self.block_size = block_size
         self.cache = cache
+        self.writer = CacheWriter(cache) if cache is not None else None
         self.stats = LoadStats()
         info = reader.info
         self._codec, self._label_kind, self._n_rows = info.codec, info.label_kind, info.row_count
@@ -82,12 +84,22 @@ class BlockSource:
         start = time.perf_counter()
         decoded = self.reader.read(lo, hi)
         elapsed = time.perf_counter() - start
-        packed = pack_block(decoded, self._codec, self._label_kind) if self.cache is not None else None
+        packed = pack_block(decoded, self._codec, self._label_kind) if self.writer is not None else None
         if packed is not None:
-            self.cache.put(block, packed)  # type: ignore[union-attr]
+            self.writer.submit(block, packed)  # type: ignore[union-attr]
         self.stats.add({"queries": 1, "rows_from_db": len(decoded), "db_seconds": elapsed,
                         "bytes_from_db": len(packed) if packed is not None else _nbytes(decoded)})
         return decoded
+
+    def flush(self) -> None:
+        """Wait until every block read so far is in the cache (raises a cache failure, e.g. a full disk)."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        """Finish writing queued blocks into the cache and stop the writer thread."""
+        if self.writer is not None:
+            self.writer.close()
 
     def rows(self, row_ids: np.ndarray) -> Block:
         """Arbitrary rows (any order) straight from cached blocks, copying only those rows; misses are fetched.
