@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import default_collate
 
 from lightning_dm8.tables.block import Block
+from lightning_dm8.tables.ragged import Ragged
 
 Hook = Callable[..., Any] | str | None
 
@@ -57,8 +58,9 @@ def _ragged_from_flat(flat: torch.Tensor, lengths: list[int]) -> RaggedBatch:
 def _features_tensor(features: Any) -> Any:
     if isinstance(features, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(features))
-    if features and isinstance(features[0], np.ndarray):
-        return RaggedBatch(torch.from_numpy(np.array(f)) for f in features)
+    if isinstance(features, Ragged):
+        values = features.values if features.values.flags.writeable else features.values.copy()
+        return RaggedBatch(torch.split(torch.from_numpy(values), features.lengths().tolist()))
     return list(features)
 
 

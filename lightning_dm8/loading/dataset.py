@@ -17,9 +17,8 @@ from lightning_dm8.loading.source import BlockSource
 from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.reader import TableReader
 
-_WINDOW_BATCHES = 32
+_WINDOW_BATCHES = 128
 _WINDOW_BYTES = 16 << 20
-_RAGGED_ROW_BYTES = 1024  # a guess for rows of unknown size, to bound a window's memory
 
 
 @dataclass(frozen=True)
@@ -134,11 +133,12 @@ class BlockDataset(IterableDataset):
         return skip[worker] if worker < len(skip) else 0
 
     def _random_access(self, order: np.ndarray) -> Iterator[Block]:
-        """Batches of ``order`` from the cache, gathered a window of batches at a time: one cache lookup per block
-        and window instead of one per block and batch (a random batch touches almost every block)."""
+        """Batches of ``order`` from the cache, gathered a window of batches (up to 16 MB) at a time: one cache
+        lookup per block and window instead of one per block and batch (a random batch touches almost every block),
+        so the larger the window, the less per-block work per row."""
         source = self.source()
         batch = self.plan.batch_size
-        row_bytes = self.reader.info.codec.fixed_size or _RAGGED_ROW_BYTES
+        row_bytes = self.reader.info.codec.fixed_size or source.cached_row_bytes()
         window = batch * max(1, min(_WINDOW_BATCHES, _WINDOW_BYTES // max(1, batch * row_bytes)))
         for first in range(0, len(order), window):
             rows = source.rows(order[first : first + window])
@@ -154,8 +154,11 @@ class BlockDataset(IterableDataset):
         first_seen = np.unique(needed, return_index=True)[1]
         sequence = needed[np.sort(first_seen)]
         remaining = dict(zip(*np.unique(needed, return_counts=True)))
+        # Blocks this worker needs only part of (at the edges of its share) are needed by another worker too.
+        shared = {int(b) for b, count in remaining.items() if count < np.subtract(*source.bounds(int(b))[::-1])}
         loaded: dict[int, Block] = {}
-        fetched = iter(self._prefetcher.map(source.load, sequence.tolist()))  # type: ignore[union-attr]
+        fetched = iter(self._prefetcher.map(lambda b: source.load(b, b in shared),  # type: ignore[union-attr]
+                                            sequence.tolist()))
         batch = self.plan.batch_size
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]

@@ -13,6 +13,7 @@ import numpy as np
 from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.cache_writer import CacheWriter
 from lightning_dm8.tables.block import Block, pack_block, take_packed, unpack_block
+from lightning_dm8.tables.ragged import Ragged
 from lightning_dm8.tables.reader import TableReader
 
 
@@ -69,27 +70,39 @@ class BlockSource:
         lo = block * self.block_size
         return lo, min(lo + self.block_size, self._n_rows)
 
-    def load(self, block: int) -> Block:
-        """The block's rows; a cache miss reads the whole block with one query and caches it."""
+    def load(self, block: int, shared: bool = False) -> Block:
+        """The block's rows; a cache miss reads the whole block with one query and caches it.
+
+        ``shared``: other workers or ranks need rows of this block too. Its cache write is committed before this
+        returns (not queued), so that they find it in the cache rather than query it again.
+        """
         if self.cache is not None:
             packed = self.cache.get(block)
             if packed is not None:
                 decoded = unpack_block(packed, self._codec, self._label_kind)
                 self.stats.add({"rows_from_cache": len(decoded)})
                 return decoded
-        return self._fetch(block)
+        return self._fetch(block, shared)
 
-    def _fetch(self, block: int) -> Block:
+    def _fetch(self, block: int, shared: bool = False) -> Block:
         lo, hi = self.bounds(block)
         start = time.perf_counter()
         decoded = self.reader.read(lo, hi)
         elapsed = time.perf_counter() - start
         packed = pack_block(decoded, self._codec, self._label_kind) if self.writer is not None else None
-        if packed is not None:
+        if packed is not None and shared:
+            self.cache.put(block, packed)  # type: ignore[union-attr]
+        elif packed is not None:
             self.writer.submit(block, packed)  # type: ignore[union-attr]
         self.stats.add({"queries": 1, "rows_from_db": len(decoded), "db_seconds": elapsed,
                         "bytes_from_db": len(packed) if packed is not None else _nbytes(decoded)})
         return decoded
+
+    def cached_row_bytes(self) -> int:
+        """Bytes per row of the first cached block (1 KB if none is cached): sizes a warm epoch's windows when rows
+        vary in length."""
+        packed = self.cache.get(0) if self.cache is not None else None
+        return max(1, len(packed) // min(self.block_size, self._n_rows)) if packed else 1024
 
     def flush(self) -> None:
         """Wait until every block read so far is in the cache (raises a cache failure, e.g. a full disk)."""
@@ -147,7 +160,7 @@ def _scatter(parts: list[Block], groups: list[np.ndarray], n: int) -> Block:
 
 
 def _nbytes(block: Block) -> int:
-    if isinstance(block.features, np.ndarray):
+    if isinstance(block.features, (np.ndarray, Ragged)):
         return int(block.features.nbytes)
     return sum(len(f) if not isinstance(f, np.ndarray) else f.nbytes for f in block.features)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from lightning_dm8.errors import InvalidDatasetError
 from lightning_dm8.tables.codecs import FeatureCodec, LabelKind
+from lightning_dm8.tables.ragged import Ragged, gather
 
 _MAGIC = b"LDB1"
 _HEADER = struct.Struct("<4sQ")
@@ -23,7 +24,11 @@ _HEADER = struct.Struct("<4sQ")
 
 @dataclass
 class Block:
-    """Rows ``row_ids`` with their features (array ``(n, *shape)`` or a list) and labels (array or None)."""
+    """Rows ``row_ids`` with their features and labels (array or None).
+
+    Features are an array ``(n, *shape)`` for fixed shapes, a :class:`Ragged` for variable-length arrays, and a
+    list for text and bytes.
+    """
 
     row_ids: np.ndarray
     features: Any
@@ -36,6 +41,8 @@ class Block:
         """The rows at positions ``index`` (in that order)."""
         if isinstance(self.features, np.ndarray):
             features: Any = self.features[index]
+        elif isinstance(self.features, Ragged):
+            features = self.features.take(index)
         else:
             features = [self.features[i] for i in index.tolist()]
         labels = None if self.labels is None else self.labels[index]
@@ -49,6 +56,8 @@ class Block:
         first = blocks[0]
         if isinstance(first.features, np.ndarray):
             features: Any = np.concatenate([b.features for b in blocks])
+        elif isinstance(first.features, Ragged):
+            features = Ragged.concat([b.features for b in blocks])
         else:
             features = [f for b in blocks for f in b.features]
         labels = None if first.labels is None else np.concatenate([b.labels for b in blocks])  # type: ignore[misc]
@@ -95,12 +104,15 @@ def _decode_features(values: list[Any], codec: FeatureCodec, row_ids: np.ndarray
         return np.frombuffer(joined, dtype=codec.np_dtype).reshape((len(values), *codec.shape))
     if codec.kind == "varlen":
         itemsize = codec.np_dtype.itemsize
-        for i, v in enumerate(values):
-            if len(v) % itemsize:
-                raise InvalidDatasetError(
-                    f"table {table!r}, row_id {row_ids[i]}: {len(v)} bytes is not a whole number of {codec.dtype} items"
-                )
-        return [np.frombuffer(v, dtype=codec.np_dtype) for v in values]
+        sizes = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+        if np.any(sizes % itemsize):
+            i = int(np.flatnonzero(sizes % itemsize)[0])
+            raise InvalidDatasetError(
+                f"table {table!r}, row_id {row_ids[i]}: {sizes[i]} bytes is not a whole number of {codec.dtype} items"
+            )
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(sizes // itemsize, out=offsets[1:])
+        return Ragged(np.frombuffer(b"".join(values), dtype=codec.np_dtype), offsets)
     if codec.kind == "numeric":
         return np.asarray(values, dtype=np.float32)
     if codec.kind == "bytes":
@@ -115,6 +127,10 @@ def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> byte
         parts.append(block.labels.astype(_label_dtype(label_kind)).tobytes())
     if isinstance(block.features, np.ndarray):
         parts.append(np.ascontiguousarray(block.features).tobytes())
+    elif isinstance(block.features, Ragged):
+        ragged = block.features
+        parts.append((ragged.offsets * codec.np_dtype.itemsize).astype("<i8").tobytes())
+        parts.append(np.ascontiguousarray(ragged.values, dtype=codec.np_dtype).tobytes())
     else:
         payloads = [_raw(f, codec) for f in block.features]
         offsets = np.zeros(len(payloads) + 1, dtype="<i8")
@@ -125,9 +141,7 @@ def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> byte
 
 
 def _raw(feature: Any, codec: FeatureCodec) -> bytes:
-    if codec.kind == "text":
-        return feature.encode("utf-8")
-    return feature.tobytes() if isinstance(feature, np.ndarray) else bytes(feature)
+    return feature.encode("utf-8") if codec.kind == "text" else bytes(feature)
 
 
 def unpack_block(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind) -> Block:
@@ -159,12 +173,14 @@ def take_packed(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelK
     # Ragged features: decode only the wanted rows (the same values unpack_block(...).take(index) gives).
     offsets = np.frombuffer(buf, dtype="<i8", count=n + 1, offset=pos)
     base = pos + 8 * (n + 1)
+    if codec.kind == "varlen":
+        itemsize = codec.np_dtype.itemsize
+        flat = np.frombuffer(buf, dtype=codec.np_dtype, count=int(offsets[-1]) // itemsize, offset=base)
+        return Block(row_ids, Ragged(*gather(flat, offsets[:-1] // itemsize, offsets[1:] // itemsize, index)), labels)
     starts, stops = (offsets[index] + base).tolist(), (offsets[index + 1] + base).tolist()
     chunks = [bytes(buf[a:b]) for a, b in zip(starts, stops)]
     if codec.kind == "text":
         features = [c.decode("utf-8") for c in chunks]
-    elif codec.kind == "varlen":
-        features = [np.frombuffer(c, dtype=codec.np_dtype) for c in chunks]
     else:
         features = chunks
     return Block(row_ids, features, labels)

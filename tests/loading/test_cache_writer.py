@@ -1,5 +1,6 @@
 """The background cache writer: blocks submitted are committed whole, visible once flushed, failures surface in the
-reading thread, a forked child writes through its own thread, and ``put_many`` is all or nothing."""
+reading thread, a forked child writes through its own thread, ``put_many`` is all or nothing, and a block other
+workers need is committed at once."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from pathlib import Path
 import lmdb
 import pytest
 
+from lightning_dm8.db.engine import Database
 from lightning_dm8.loading.cache import BlockCache, CacheFullError
 from lightning_dm8.loading.cache_writer import CacheWriter
+from lightning_dm8.loading.source import BlockSource
+from lightning_dm8.tables.dataset_table import DatasetTable
+from lightning_dm8.tables.reader import TableReader
+from loading.support import write_labelled
 
 
 def test_flushed_blocks_are_in_the_cache(tmp_path: Path) -> None:
@@ -104,3 +110,20 @@ def test_a_writer_error_that_is_not_a_full_disk_is_raised_as_is(tmp_path: Path) 
         writer.flush()
     writer.close()
     cache.close()
+
+
+def test_a_block_other_workers_need_is_committed_before_load_returns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    write_labelled(url, "rows", 100)
+    db = Database(url)
+    info = DatasetTable(db, "rows").info()
+    cache = BlockCache(tmp_path / "c", info.fingerprint, 10, 10)
+    source = BlockSource(TableReader(db, info), 10, cache)
+    source.load(3, shared=True)
+    assert cache.get(3) is not None  # no flush needed: another worker may look for it right now
+    source.load(4)
+    source.flush()
+    assert cache.get(4) is not None and source.stats.rows_from_db == 20
+    source.close()
+    cache.close()
+    db.dispose()

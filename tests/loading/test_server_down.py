@@ -32,6 +32,7 @@ from loading.support import (
 pytestmark = pytest.mark.slow
 
 N_ROWS = 777
+BLOCK_SIZE = 64
 
 
 def _pg_bin() -> Path | None:
@@ -109,13 +110,16 @@ def run_epoch(loader, features: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_training_continues_from_the_cache_when_the_server_stops(server, tmp_path: Path, num_workers: int) -> None:
     features = write_labelled(server.url, "offline_rows", N_ROWS)
-    options = {"cache_dir": tmp_path / "cache", "num_workers": num_workers, "shuffle": True, "max_wait": 1.0}
+    options = {"cache_dir": tmp_path / "cache", "num_workers": num_workers, "shuffle": True, "max_wait": 1.0,
+               "block_size": BLOCK_SIZE}
     dm = make_dm(server.url, "offline_rows", **options)
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()
     first = run_epoch(loader, features)
-    assert dm.epoch_stats["train"].rows_from_db == N_ROWS
+    # Every row from the database; a block at the edge of two workers' shares may be read by both when they need
+    # it at the same moment (at most one block per edge).
+    assert N_ROWS <= dm.epoch_stats["train"].rows_from_db <= N_ROWS + max(0, num_workers - 1) * BLOCK_SIZE
 
     server.stop()
     started = time.perf_counter()
