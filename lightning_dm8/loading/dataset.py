@@ -14,7 +14,7 @@ from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worker_order
 from lightning_dm8.loading.prefetch import Prefetcher
 from lightning_dm8.loading.source import BlockSource
-from lightning_dm8.tables.block import Block
+from lightning_dm8.tables.block import Block, assemble, group_by_block
 from lightning_dm8.tables.reader import TableReader
 
 _WINDOW_BATCHES = 128
@@ -162,33 +162,17 @@ class BlockDataset(IterableDataset):
         batch = self.plan.batch_size
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
-            blocks = rows // block_size
-            for b in np.unique(blocks).tolist():
+            groups = group_by_block(rows, block_size)
+            for b, _ in groups:
                 while b not in loaded:
                     key, value = next(fetched)
                     loaded[key] = value
-            yield _gather(loaded, list(_group(blocks, rows - blocks * block_size)), blocks)
-            for b, count in zip(*np.unique(blocks, return_counts=True)):
-                remaining[b] -= count
+            parts = [loaded[b].take(rows[group] - b * block_size) for b, group in groups]
+            yield assemble(parts, [group for _, group in groups], len(rows))
+            for b, group in groups:
+                remaining[b] -= len(group)
                 if remaining[b] == 0:
-                    del loaded[int(b)]
-
-
-def _group(blocks: np.ndarray, positions: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    for b in np.unique(blocks).tolist():
-        yield b, positions[blocks == b]
-
-
-def _gather(loaded: dict[int, Block], parts: list[tuple[int, np.ndarray]], blocks: np.ndarray) -> Block:
-    """The rows of one batch, in ``rows`` order, from the loaded blocks."""
-    if len(parts) == 1:
-        b, positions = parts[0]
-        return loaded[b].take(positions)
-    order = np.argsort(blocks, kind="stable")
-    gathered = Block.concat([loaded[b].take(p) for b, p in parts])
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return gathered.take(inverse)
+                    del loaded[b]
 
 
 def round_robin_share(counts: list[int], delivered: int) -> list[int]:

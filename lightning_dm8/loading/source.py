@@ -12,7 +12,7 @@ import numpy as np
 
 from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.cache_writer import CacheWriter
-from lightning_dm8.tables.block import Block, pack_block, take_packed, unpack_block
+from lightning_dm8.tables.block import Block, assemble, group_by_block, pack_block, take_packed, unpack_block
 from lightning_dm8.tables.ragged import Ragged
 from lightning_dm8.tables.reader import TableReader
 
@@ -119,15 +119,11 @@ class BlockSource:
 
         Needs a cache: this is the warm path (a full random permutation of the rows).
         """
-        blocks = row_ids // self.block_size
-        order = np.argsort(blocks, kind="stable")
-        sorted_blocks = blocks[order]
-        cut = np.flatnonzero(np.diff(sorted_blocks)) + 1
         parts: list[Block] = []
+        groups = group_by_block(row_ids, self.block_size)
         from_cache = 0
         with self.cache.reader() as txn:  # type: ignore[union-attr]
-            for group in np.split(order, cut):
-                block = int(blocks[group[0]])
+            for block, group in groups:
                 positions = row_ids[group] - block * self.block_size
                 view = txn.get(BlockCache.key(block))
                 if view is None:
@@ -136,27 +132,7 @@ class BlockSource:
                     parts.append(take_packed(view, self._codec, self._label_kind, positions))
                     from_cache += len(group)
         self.stats.add({"rows_from_cache": from_cache})
-        if all(isinstance(p.features, np.ndarray) for p in parts) and len(parts) > 1:
-            return _scatter(parts, np.split(order, cut), len(row_ids))
-        gathered = Block.concat(parts)
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        return gathered.take(inverse)
-
-
-def _scatter(parts: list[Block], groups: list[np.ndarray], n: int) -> Block:
-    """One block of ``n`` rows with ``parts[i]``'s rows at positions ``groups[i]`` (array features): what
-    ``Block.concat(parts).take(inverse)`` gives, written in place instead of copied twice."""
-    first = parts[0]
-    features = np.empty((n, *first.features.shape[1:]), dtype=first.features.dtype)
-    row_ids = np.empty(n, dtype=first.row_ids.dtype)
-    labels = None if first.labels is None else np.empty(n, dtype=first.labels.dtype)
-    for part, group in zip(parts, groups):
-        features[group] = part.features
-        row_ids[group] = part.row_ids
-        if labels is not None:
-            labels[group] = part.labels
-    return Block(row_ids, features, labels)
+        return assemble(parts, [group for _, group in groups], len(row_ids))
 
 
 def _nbytes(block: Block) -> int:

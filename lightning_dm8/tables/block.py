@@ -64,6 +64,36 @@ class Block:
         return Block(np.concatenate([b.row_ids for b in blocks]), features, labels)
 
 
+def assemble(parts: Sequence[Block], groups: Sequence[np.ndarray], n: int) -> Block:
+    """One block of ``n`` rows holding ``parts[i]``'s rows at positions ``groups[i]`` (the groups partition
+    ``0..n-1``). Array features are written straight to their places: one copy instead of a concat and a take."""
+    if len(parts) == 1:
+        return parts[0].take(np.argsort(groups[0], kind="stable")) if np.any(np.diff(groups[0]) < 0) else parts[0]
+    first = parts[0]
+    if not isinstance(first.features, np.ndarray):
+        order = np.concatenate(groups)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return Block.concat(parts).take(inverse)
+    features = np.empty((n, *first.features.shape[1:]), dtype=first.features.dtype)
+    row_ids = np.empty(n, dtype=first.row_ids.dtype)
+    labels = None if first.labels is None else np.empty(n, dtype=first.labels.dtype)
+    for part, group in zip(parts, groups):
+        features[group] = part.features
+        row_ids[group] = part.row_ids
+        if labels is not None:
+            labels[group] = part.labels
+    return Block(row_ids, features, labels)
+
+
+def group_by_block(row_ids: np.ndarray, block_size: int) -> list[tuple[int, np.ndarray]]:
+    """``(block, positions of row_ids in that block)`` for each block the rows fall in, in block order."""
+    blocks = row_ids // block_size
+    order = np.argsort(blocks, kind="stable")
+    cut = np.flatnonzero(np.diff(blocks[order])) + 1
+    return [(int(blocks[group[0]]), group) for group in np.split(order, cut)]
+
+
 def _label_dtype(kind: LabelKind) -> np.dtype:
     return np.dtype("<i8") if kind == "int" else np.dtype("<f8")
 
