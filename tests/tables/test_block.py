@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lightning_dm8 import InvalidDatasetError
-from lightning_dm8.tables.block import Block, block_from_rows, pack_block, unpack_block
+from lightning_dm8.tables.block import Block, assemble, block_from_rows, group_by_block, pack_block, unpack_block
 from lightning_dm8.tables.codecs import FeatureCodec
 
 ARRAY = FeatureCodec("array", "<i2", (2, 2))
@@ -113,3 +113,22 @@ def test_take_and_concat() -> None:
 def test_unpack_refuses_other_values() -> None:
     with pytest.raises(ValueError, match="not a packed block"):
         unpack_block(b"XXXX" + bytes(8), ARRAY, "int")
+
+
+@pytest.mark.parametrize("codec", [ARRAY, VARLEN, TEXT], ids=lambda c: c.kind)
+@pytest.mark.parametrize("n_parts", [1, 3])
+def test_assemble_puts_each_part_at_its_positions(codec: FeatureCodec, n_parts: int) -> None:
+    block = block_from_rows(rows_for(codec, 12), codec, "int", "t")
+    rng = np.random.default_rng(n_parts)
+    wanted = rng.permutation(12)[:9]  # rows of the result, in order
+    groups = np.array_split(rng.permutation(9), n_parts)
+    parts = [block.take(wanted[g]) for g in groups]
+    got = assemble(parts, groups, 9)
+    expected = block.take(wanted)
+    assert got.row_ids.tolist() == wanted.tolist() and got.labels.tolist() == expected.labels.tolist()
+    assert features_equal(list(got.features), list(expected.features))
+
+
+def test_group_by_block_lists_positions_per_block_in_block_order() -> None:
+    groups = group_by_block(np.array([25, 3, 17, 9, 30, 1]), 10)
+    assert [(b, g.tolist()) for b, g in groups] == [(0, [1, 3, 5]), (1, [2]), (2, [0]), (3, [4])]
