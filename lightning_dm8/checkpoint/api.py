@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -14,7 +13,7 @@ import torch
 from lightning_dm8.checkpoint.paths import LATEST, Selector, check_run
 from lightning_dm8.checkpoint.records import CheckpointInfo
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
-from lightning_dm8.checkpoint.store import CheckpointStore
+from lightning_dm8.checkpoint.store import CheckpointStore, PayloadReader
 from lightning_dm8.db.engine import Database
 
 
@@ -47,7 +46,7 @@ def load_checkpoint(
     with _opened(url, table) as store:
         payload = store.read(store.resolve(run, version))
     location = "cpu" if map_location is None else map_location
-    return torch.load(io.BytesIO(payload), map_location=location, weights_only=weights_only)
+    return torch.load(PayloadReader(payload), map_location=location, weights_only=weights_only)
 
 
 def list_checkpoints(

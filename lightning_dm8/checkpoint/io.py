@@ -8,7 +8,6 @@ mean rows is described in :mod:`lightning_dm8.checkpoint.paths`; any other path 
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from lightning_dm8.checkpoint.policy import Retention, versions_to_delete
 from lightning_dm8.checkpoint.records import meta_from_checkpoint
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, KIND_MANUAL, KIND_PERIODIC, check_table_name
 from lightning_dm8.checkpoint.secrets import mask_secrets, secrets_of, serialize_checkpoint
-from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE, CheckpointStore
+from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE, CheckpointStore, PayloadReader
 from lightning_dm8.db.engine import Database
 
 log = logging.getLogger(__name__)
@@ -154,7 +153,7 @@ class DM8CheckpointIO(CheckpointIO):
         info = store.resolve(ref.run, ref.selector)
         payload = store.read(info)
         log.info("loading checkpoint %r version %d (%s) from %s", info.run, info.version, info.name, store.where)
-        return torch.load(io.BytesIO(payload), map_location=location, weights_only=weights_only)
+        return torch.load(PayloadReader(payload), map_location=location, weights_only=weights_only)
 
     def remove_checkpoint(self, path: _PATH) -> None:
         """Delete what ``path`` names; nothing there is not an error (removes may race an async save)."""

@@ -12,8 +12,10 @@ Every read checks the size and SHA-256 recorded in the header.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,6 +42,13 @@ DEFAULT_CHUNK_SIZE = 32 << 20
 DEFAULT_COMMIT_BYTES = 64 << 20
 _MIN_CHUNK_SIZE = 64 << 10
 _PACKET_MARGIN = 64 << 10
+_SLICE_SIZE = 1 << 20
+"""Bytes per fetch when PostgreSQL and SQLite read a chunk (whatever size it was saved with): a 32 MiB value fetched
+whole costs the server and the driver several fresh 32 MiB buffers each time, 1 MiB slices reuse the same ones
+(measured on 100 MB: about 3x faster on PostgreSQL, 2x on SQLite)."""
+
+ChunkOpener = Callable[[int], "tuple[int, Iterator[Any]] | None"]
+"""Chunk number -> (its length in bytes, its bytes in pieces), or None when the chunk row is missing."""
 
 
 def mysql_chunk_limit(max_allowed_packet: int) -> int:
@@ -165,46 +174,87 @@ class CheckpointStore:
     def chunk_query(self) -> sa.Select:
         """One chunk's bytes by ``(r, v, n)``, run on a raw cursor: no driver ever buffers more than one chunk."""
         chunks = self.tables.chunks
-        return (
-            sa.select(chunks.c.data)
-            .where(chunks.c.run == sa.bindparam("r"), chunks.c.version == sa.bindparam("v"))
-            .where(chunks.c.chunk_no == sa.bindparam("n"))
-        )
+        return sa.select(chunks.c.data).where(*self._chunk_key())
 
-    def read(self, info: CheckpointInfo) -> bytes:
-        """The verified bytes of ``info``: size and SHA-256 must match the header."""
-        query = self.chunk_query()
-        parts: list[bytes] = []
+    def _chunk_key(self) -> tuple[sa.ColumnElement[bool], ...]:
+        chunks = self.tables.chunks
+        return (chunks.c.run == sa.bindparam("r"), chunks.c.version == sa.bindparam("v"),
+                chunks.c.chunk_no == sa.bindparam("n"))
+
+    def read(self, info: CheckpointInfo) -> bytearray:
+        """The verified bytes of ``info``: size and SHA-256 must match the header.
+
+        Pieces are copied into one buffer of the recorded size as they arrive, so the checkpoint is held once (a list
+        of chunks joined at the end held it twice); :class:`PayloadReader` hands the buffer to ``torch.load``. Each
+        piece is hashed on a second thread (hashlib releases the GIL) while the next one is fetched: about a tenth
+        off a 100 MB read.
+        """
+        buffer = bytearray(info.size_bytes)
+        view = memoryview(buffer)
         digest = hashlib.sha256()
         position = 0
         problem = None
         with self._session(f"read checkpoint {info.run!r} version {info.version}") as conn:
-            compiled = query.compile(dialect=conn.dialect)
-            cursor = self._raw_cursor(conn)
-            try:
+            with self._chunk_opener(conn, info) as open_chunk, ThreadPoolExecutor(1, "ldm8-sha256") as hasher:
                 for number in range(info.chunk_count):
-                    values = {"r": info.run, "v": info.data_version, "n": number}
-                    cursor.execute(str(compiled), _params(compiled, values))
-                    row = cursor.fetchone()
-                    if row is None:
+                    opened = open_chunk(number)
+                    if opened is None:
                         problem = f"chunk {number} of {info.chunk_count} is missing"
                         break
-                    data = bytes(row[0]) if not isinstance(row[0], bytes) else row[0]
-                    position += len(data)
-                    if position > info.size_bytes:
+                    length, pieces = opened
+                    end = position + length
+                    if end > info.size_bytes:
                         problem = f"chunk {number} runs past the recorded size of {info.size_bytes} bytes"
                         break
-                    digest.update(data)
-                    parts.append(data)
-            finally:
-                cursor.close()
+                    for data in pieces:
+                        if len(data) > end - position:
+                            break
+                        piece = view[position : position + len(data)]
+                        piece[:] = data
+                        hasher.submit(digest.update, piece)  # in order, one thread
+                        position += len(data)
+                    if position != end:  # the row went (or was replaced) between two slices of it
+                        problem = f"chunk {number} of {info.chunk_count} changed while it was being read"
+                        break
         if problem is None and position != info.size_bytes:
             problem = f"the chunks hold {position} bytes, the header records {info.size_bytes}"
         if problem is None and digest.hexdigest() != info.sha256:
             problem = f"SHA-256 {digest.hexdigest()} differs from the recorded {info.sha256}"
         if problem is not None:
             self._raise_unreadable(info, problem)
-        return b"".join(parts)
+        return buffer
+
+    @contextmanager
+    def _chunk_opener(self, conn: sa.Connection, info: CheckpointInfo) -> Iterator[ChunkOpener]:
+        """How this backend reads the chunks of ``info``: in slices where that is cheap (PostgreSQL's ``substring``
+        reads only the TOAST pages it needs, SQLite's incremental blob I/O only the pages of the slice), whole
+        elsewhere (MySQL's ``SUBSTRING`` would read the whole BLOB for every slice)."""
+        chunks = self.tables.chunks
+        driver = conn.connection.driver_connection
+        cursor = self._raw_cursor(conn)
+
+        def prepare(*columns: sa.ColumnElement[Any]) -> Callable[..., Any]:
+            """A query of ``columns`` for chunk ``n`` of ``info``, compiled once: called with the other parameters,
+            it returns the row or None."""
+            compiled = sa.select(*columns).where(*self._chunk_key()).compile(dialect=conn.dialect)
+            statement = str(compiled)
+
+            def fetch(**values: Any) -> Any:
+                cursor.execute(statement, _params(compiled, {"r": info.run, "v": info.data_version, **values}))
+                return cursor.fetchone()
+
+            return fetch
+
+        try:
+            if conn.dialect.name == "postgresql":
+                at, count = sa.cast(sa.bindparam("o"), sa.Integer), sa.cast(sa.bindparam("l"), sa.Integer)
+                yield _sliced(prepare(sa.func.length(chunks.c.data), sa.func.substring(chunks.c.data, at, count)))
+            elif conn.dialect.name == "sqlite" and hasattr(driver, "blobopen"):  # Python >= 3.11
+                yield _blobs(prepare(sa.literal_column("rowid"), sa.func.length(chunks.c.data)), driver, chunks.name)
+            else:
+                yield _whole(prepare(chunks.c.data))
+        finally:
+            cursor.close()
 
     def _raise_unreadable(self, info: CheckpointInfo, problem: str) -> None:
         if not any(c.version == info.version for c in self.infos(info.run)):
@@ -396,6 +446,89 @@ class CheckpointStore:
                 return inspector.has_table(self.tables.header.name) and inspector.has_table(self.tables.chunks.name)
         except LightningDM8Error:
             return True  # cannot tell: keep the original error
+
+
+def _whole(fetch: Callable[..., Any]) -> ChunkOpener:
+    """Each chunk in one fetch of ``SELECT data``."""
+
+    def open_chunk(number: int) -> tuple[int, Iterator[Any]] | None:
+        row = fetch(n=number)
+        if row is None:
+            return None
+        data = row[0] if isinstance(row[0], bytes) else bytes(row[0])
+        return len(data), iter((data,))
+
+    return open_chunk
+
+
+def _sliced(fetch: Callable[..., Any]) -> ChunkOpener:
+    """PostgreSQL: each chunk in slices of ``SELECT length(data), substring(data, o, l)``."""
+
+    def slices(number: int, length: int, data: Any) -> Iterator[Any]:
+        offset = 0
+        while data:  # None: the row went between two slices
+            yield data
+            offset += len(data)
+            if offset >= length:
+                return
+            row = fetch(n=number, o=offset + 1, l=_SLICE_SIZE)
+            data = None if row is None else row[1]
+
+    def open_chunk(number: int) -> tuple[int, Iterator[Any]] | None:
+        row = fetch(n=number, o=1, l=_SLICE_SIZE)
+        return None if row is None else (int(row[0]), slices(number, int(row[0]), row[1]))
+
+    return open_chunk
+
+
+def _blobs(locate: Callable[..., Any], driver: Any, table: str) -> ChunkOpener:
+    """SQLite: each chunk through an incremental blob handle on its ``rowid``, slice by slice."""
+
+    def slices(rowid: int) -> Iterator[bytes]:
+        with driver.blobopen(table, "data", rowid, readonly=True) as blob:
+            while data := blob.read(_SLICE_SIZE):
+                yield data
+
+    def open_chunk(number: int) -> tuple[int, Iterator[Any]] | None:
+        row = locate(n=number)
+        return None if row is None else (int(row[1]), slices(int(row[0])))
+
+    return open_chunk
+
+
+class PayloadReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer, for ``torch.load``: it reads with ``readinto`` straight into the
+    tensors' storage. ``io.BytesIO`` would first copy anything but ``bytes`` (100 MB: about 0.1 s)."""
+
+    def __init__(self, buffer: bytearray | bytes) -> None:
+        super().__init__()
+        self._view = memoryview(buffer).cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, target: Any) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        out = memoryview(target).cast("B")
+        count = max(0, min(len(out), len(self._view) - self._position))
+        out[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,8 +21,9 @@ from lightning_dm8.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
-from lightning_dm8.checkpoint.records import CheckpointMeta
-from lightning_dm8.checkpoint.store import CheckpointStore, mysql_chunk_limit
+from lightning_dm8.checkpoint import store as store_module
+from lightning_dm8.checkpoint.records import CheckpointInfo, CheckpointMeta
+from lightning_dm8.checkpoint.store import CheckpointStore, ChunkOpener, PayloadReader, mysql_chunk_limit
 from lightning_dm8.db.engine import Database
 
 
@@ -113,6 +118,112 @@ def test_a_missing_chunk_is_reported_as_corrupt(db_url: str, models: str) -> Non
         store.read(store.resolve("r", 1))
 
 
+@pytest.mark.parametrize("slice_size", [250, 300, 1 << 20])
+def test_chunks_read_in_slices_come_back_exactly(db_url: str, models: str, slice_size: int, monkeypatch) -> None:
+    """PostgreSQL and SQLite read a chunk in slices: chunks ending on and off a slice edge, and one slice per chunk."""
+    monkeypatch.setattr(store_module, "_SLICE_SIZE", slice_size)
+    store = CheckpointStore(db_url, models, chunk_size=1000)
+    payload = os.urandom(4500) + bytes(2000)
+    store.save("r", payload, _meta("a"))
+    assert store.read(store.resolve("r", 1)) == payload
+
+
+def _replace_chunk(store: CheckpointStore, number: int, change: Any) -> None:
+    chunks = store.tables.chunks
+    where = (chunks.c.run == "r") & (chunks.c.version == 1) & (chunks.c.chunk_no == number)
+    with store.db.begin() as conn:
+        data = conn.execute(sa.select(chunks.c.data).where(where)).scalar_one()
+        conn.execute(chunks.update().where(where).values(data=change(bytes(data))))
+
+
+def _flip_byte_700(data: bytes) -> bytes:
+    return data[:700] + bytes([data[700] ^ 0xFF]) + data[701:]
+
+
+@pytest.mark.parametrize(("number", "change", "problem"), [
+    (2, _flip_byte_700, r"SHA-256 [0-9a-f]{64} differs from the recorded"),
+    (6, lambda data: data + b"xx", "chunk 6 runs past the recorded size of 6500 bytes"),
+    (3, lambda data: data[:-1], "the chunks hold 6499 bytes, the header records 6500"),
+    (6, lambda data: data[:-1], "the chunks hold 6499 bytes, the header records 6500"),
+])
+def test_a_changed_chunk_is_caught_in_any_slice(
+    db_url: str, models: str, number: int, change: Any, problem: str, monkeypatch
+) -> None:
+    """A flipped byte in a chunk's third slice, a chunk that grew or shrank: all refused before unpickling."""
+    monkeypatch.setattr(store_module, "_SLICE_SIZE", 300)
+    store = CheckpointStore(db_url, models, chunk_size=1000)
+    store.save("r", os.urandom(6500), _meta("a"))
+    _replace_chunk(store, number, change)
+    with pytest.raises(CheckpointCorruptError, match=f"'r' version 1 .*is corrupt: {problem}"):
+        store.read(store.resolve("r", 1))
+
+
+class _DeletedAfterFirstSlice(CheckpointStore):
+    """Deletes the checkpoint (from another connection) right after the first slice of its first chunk arrived."""
+
+    @contextmanager
+    def _chunk_opener(self, conn: sa.Connection, info: CheckpointInfo) -> Iterator[ChunkOpener]:
+        with super()._chunk_opener(conn, info) as open_chunk:
+
+            def open_then_delete(number: int) -> tuple[int, Iterator[Any]] | None:
+                opened = open_chunk(number)
+                if number > 0 or opened is None:
+                    return opened
+                length, pieces = opened
+                first = next(pieces)
+                CheckpointStore(self.db, self.table).delete(info.run, [info.version])  # another pooled connection
+                return length, itertools.chain([first], pieces)
+
+            yield open_then_delete
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_checkpoint_deleted_between_two_slices_is_reported_as_deleted(
+    backend: str, db_url: str, models: str, monkeypatch
+) -> None:
+    """PostgreSQL reads each slice in its own snapshot: the rest of the chunk is gone, not silently skipped."""
+    monkeypatch.setattr(store_module, "_SLICE_SIZE", 300)
+    store = _DeletedAfterFirstSlice(db_url, models, chunk_size=1000)
+    store.save("r", os.urandom(2500), _meta("a"))
+    with pytest.raises(CheckpointNotFoundError, match="'r' version 1 was deleted .* while it was being read"):
+        store.read(store.resolve("r", 1))
+
+
+def test_payload_reader_is_a_seekable_file_over_the_buffer() -> None:
+    reader = PayloadReader(bytearray(b"0123456789"))
+    assert reader.read(3) == b"012" and reader.tell() == 3
+    assert reader.seek(-2, io.SEEK_END) == 8 and reader.read() == b"89" and reader.read(5) == b""
+    target = bytearray(4)
+    assert reader.seek(1) == 1 and reader.readinto(target) == 4 and target == b"1234"
+    assert reader.seek(2, io.SEEK_CUR) == 7 and reader.read(10) == b"789"
+    assert reader.seek(20) == 20 and reader.read(1) == b""
+    with pytest.raises(ValueError, match="negative seek"):
+        reader.seek(-1)
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.read(1)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_new_postgresql_chunk_tables_do_not_try_to_compress(backend: str, db_url: str, models: str) -> None:
+    """New chunk tables store ``data`` EXTERNAL (no pglz attempt); an existing table keeps its own setting."""
+    store = CheckpointStore(db_url, models)
+    store.ensure_tables()
+
+    def storage() -> str:
+        with store.db.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT attstorage FROM pg_attribute WHERE attrelid = %(t)s::regclass AND attname = 'data'",
+                {"t": store.tables.chunks.name},
+            ).scalar_one()
+
+    assert storage() == "e"
+    with store.db.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {store.tables.chunks.name} ALTER COLUMN data SET STORAGE EXTENDED")
+    CheckpointStore(db_url, models).ensure_tables()
+    assert storage() == "x"
+
+
 def test_missing_table_run_and_version_say_what_exists(db_url: str, models: str) -> None:
     with pytest.raises(CheckpointNotFoundError, match=f"no model table '{models}'.*nothing has been saved"):
         load_checkpoint(db_url, "r", table=models)
@@ -197,5 +308,5 @@ def test_saved_bytes_are_what_torch_save_writes(tmp_path) -> None:
     checkpoint = {"state_dict": {"w": torch.randn(10, 10)}, "epoch": 1}
     DM8CheckpointIO(url).save_checkpoint(checkpoint, "dm8:r:n")
     store = CheckpointStore(Database(url))
-    reloaded = torch.load(io.BytesIO(store.read(store.resolve("r", "n"))))
+    reloaded = torch.load(PayloadReader(store.read(store.resolve("r", "n"))))
     assert torch.equal(reloaded["state_dict"]["w"], checkpoint["state_dict"]["w"])
