@@ -69,30 +69,56 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([abs(int(k)) for k in key])
 
 
-def global_sequence(cfg: PlanConfig, epoch: int, mode: Mode) -> np.ndarray:
-    """Every row id once, in the epoch's global order (before rank split and in-window shuffles)."""
-    n = cfg.n_rows
+def row_dtype(cfg: PlanConfig) -> np.dtype:
+    """int32 when row ids and the block size fit (half the memory of an epoch's orders), else int64.
+
+    The block size counts too: consumers compute ``order // block_size`` and ``block * block_size``, and NumPy
+    refuses a Python int that does not fit the array's type.
+    """
+    return np.dtype(np.int32) if max(cfg.n_rows, cfg.block_size) <= np.iinfo(np.int32).max else np.dtype(np.int64)
+
+
+def _sequence_part(cfg: PlanConfig, epoch: int, mode: Mode, lo: int, hi: int) -> np.ndarray:
+    """Positions ``[lo, hi)`` of the epoch's global sequence (every row id once, before rank split and in-window
+    shuffles), computed without materialising the rest of it where the order allows."""
+    n, dtype = cfg.n_rows, row_dtype(cfg)
+    if hi <= lo:
+        return np.empty(0, dtype=dtype)
     if not cfg.shuffle:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(lo, hi, dtype=dtype)
     rng = _rng(cfg.seed, epoch, 0x5EED)
     if mode == "warm":
-        return rng.permutation(n).astype(np.int64)
+        # ``rng.shuffle`` of an arange draws exactly what ``rng.permutation(n)`` does, in the smaller dtype.
+        permutation = np.arange(n, dtype=dtype)
+        rng.shuffle(permutation)
+        return permutation[lo:hi].copy()
+    # Whole blocks in shuffled order, rows in order within a block: only the blocks overlapping [lo, hi) are expanded.
     n_blocks = math.ceil(n / cfg.block_size)
     starts = rng.permutation(n_blocks).astype(np.int64) * cfg.block_size
     lengths = np.minimum(starts + cfg.block_size, n) - starts
-    return np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(n, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    begins = ends - lengths
+    first, last = int(np.searchsorted(ends, lo, side="right")), int(np.searchsorted(begins, hi, side="left"))
+    expanded = np.repeat((starts - begins)[first:last].astype(dtype), lengths[first:last])
+    expanded += np.arange(begins[first], ends[last - 1], dtype=dtype)
+    return expanded[lo - begins[first] : hi - begins[first]]
 
 
 def worker_order(cfg: PlanConfig, epoch: int, rank: int, worker: int, mode: Mode) -> np.ndarray:
-    """The row ids ``worker`` of ``rank`` delivers in ``epoch``, in delivery order."""
-    sequence = global_sequence(cfg, epoch, mode)
-    share = rows_per_rank(cfg)
-    padding = padding_rows(cfg)
-    if padding:
-        sequence = np.concatenate([sequence, sequence[:padding]])
-    rank_rows = sequence[rank * share : (rank + 1) * share]
+    """The row ids ``worker`` of ``rank`` delivers in ``epoch``, in delivery order (dtype :func:`row_dtype`).
+
+    Only the worker's slice of the global sequence is built: a worker holds O(its share) of row ids, not several
+    O(table) arrays (a warm epoch's permutation still needs one array of every row id, briefly).
+    """
+    n, share = cfg.n_rows, rows_per_rank(cfg)
     first, last = worker_batch_range(cfg, worker)
-    rows = rank_rows[first * cfg.batch_size : last * cfg.batch_size].copy()
+    # The padded sequence repeats its first ``padding`` rows after the last one (at most the n rows there are).
+    padded = n + min(padding_rows(cfg), n)
+    lo = min(rank * share + min(first * cfg.batch_size, share), padded)
+    hi = min(rank * share + min(last * cfg.batch_size, share), padded)
+    rows = _sequence_part(cfg, epoch, mode, min(lo, n), min(hi, n))
+    if hi > n:
+        rows = np.concatenate([rows, _sequence_part(cfg, epoch, mode, max(lo, n) - n, hi - n)])
     if cfg.shuffle and mode == "cold":
         window = max(1, cfg.buffer_blocks) * cfg.block_size
         for i, start in enumerate(range(0, len(rows), window)):

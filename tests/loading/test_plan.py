@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from lightning_dm8.loading.plan import (
     PlanConfig,
     batches_per_rank,
     padding_rows,
+    row_dtype,
     rows_per_rank,
     worker_batch_range,
     worker_order,
@@ -149,6 +151,87 @@ def test_padding_repeats_the_first_rows_of_the_epoch() -> None:
 def test_drop_last_gives_whole_batches_only() -> None:
     cfg = PlanConfig(n_rows=1003, block_size=64, batch_size=32, world_size=2, num_workers=3, drop_last=True)
     assert rows_per_rank(cfg) == 480 and batches_per_rank(cfg) == 15 and padding_rows(cfg) == 0
+
+
+def _reference_order(cfg: PlanConfig, epoch: int, rank: int, worker: int, mode: str) -> np.ndarray:
+    """The plan as first written: the whole global sequence as int64, padded, then sliced. Kept to prove that
+    building only the worker's slice, in a smaller dtype, gives exactly the same orders."""
+    n = cfg.n_rows
+    rng = np.random.default_rng([abs(int(k)) for k in (cfg.seed, epoch, 0x5EED)])
+    if not cfg.shuffle:
+        sequence = np.arange(n, dtype=np.int64)
+    elif mode == "warm":
+        sequence = rng.permutation(n).astype(np.int64)
+    else:
+        starts = rng.permutation(math.ceil(n / cfg.block_size)).astype(np.int64) * cfg.block_size
+        lengths = np.minimum(starts + cfg.block_size, n) - starts
+        sequence = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(n)
+    share, padding = rows_per_rank(cfg), padding_rows(cfg)
+    if padding:
+        sequence = np.concatenate([sequence, sequence[:padding]])
+    first, last = worker_batch_range(cfg, worker)
+    rows = sequence[rank * share : (rank + 1) * share][first * cfg.batch_size : last * cfg.batch_size].copy()
+    if cfg.shuffle and mode == "cold":
+        window = max(1, cfg.buffer_blocks) * cfg.block_size
+        for i, start in enumerate(range(0, len(rows), window)):
+            part = rows[start : start + window]
+            key = [abs(int(k)) for k in (cfg.seed, epoch, rank, worker, i, 0xC0)]
+            rows[start : start + window] = part[np.random.default_rng(key).permutation(len(part))]
+    return rows
+
+
+EDGE_COMBOS = [  # padding longer than the table, single-row blocks, blocks larger than the table
+    PlanConfig(n_rows=n, block_size=block, batch_size=batch, world_size=world, num_workers=workers, seed=5,
+               shuffle=shuffle, drop_last=drop_last, buffer_blocks=buffer)
+    for n, world, workers, batch, block, buffer in [
+        (1, 4, 2, 3, 2, 1), (2, 8, 3, 1, 1, 2), (3, 8, 1, 2, 5, 1), (4097, 1, 4, 128, 256, 8),
+        (12345, 5, 2, 64, 1000, 1),
+    ]
+    for shuffle, drop_last in itertools.product((False, True), (False, True))
+]
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+@pytest.mark.parametrize("cfg", COMBOS + EDGE_COMBOS, ids=_ids)
+def test_orders_are_those_of_the_reference_plan(cfg: PlanConfig, mode: str) -> None:
+    for epoch, rank, worker in itertools.product((0, 3), range(cfg.world_size), range(cfg.num_workers)):
+        order = worker_order(cfg, epoch, rank, worker, mode)
+        assert order.dtype == np.int32
+        np.testing.assert_array_equal(order, _reference_order(cfg, epoch, rank, worker, mode))
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_worker_plan_holds_its_share_not_the_table(mode: str, shuffle: bool) -> None:
+    cfg = PlanConfig(n_rows=1_000_000, block_size=256, batch_size=128, num_workers=8, seed=1, shuffle=shuffle)
+    first, last = worker_batch_range(cfg, 5)
+    share_bytes = 4 * (last - first) * cfg.batch_size
+    tracemalloc.start()
+    try:
+        order = worker_order(cfg, 1, 0, 5, mode)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert order.nbytes == share_bytes
+    # A warm epoch's full permutation is the one table-sized array (int32); everything else is O(share + blocks).
+    table_bytes = 4 * cfg.n_rows if shuffle and mode == "warm" else 0
+    assert peak < table_bytes + 3 * share_bytes + 128 * math.ceil(cfg.n_rows / cfg.block_size)
+
+
+def test_row_ids_past_int32_are_int64() -> None:
+    n = 2**31 + 1000
+    cfg = PlanConfig(n_rows=n, block_size=4096, batch_size=64, world_size=2**20, num_workers=1)
+    assert row_dtype(cfg) == np.int64
+    assert row_dtype(PlanConfig(n_rows=10, block_size=2**31, batch_size=1)) == np.int64
+    share = rows_per_rank(cfg)
+    rank = n // share  # its share runs past the last row into the padding (the first rows again)
+    order = worker_order(cfg, 0, rank, 0, "cold")
+    assert order.dtype == np.int64
+    np.testing.assert_array_equal(order, np.arange(rank * share, (rank + 1) * share) % n)
+    # Shuffled (a cold plan is cheap to build here; a warm one would permute all 2**31 rows).
+    order = worker_order(PlanConfig(**{**cfg.__dict__, "shuffle": True}), 0, rank, 0, "cold")
+    assert order.dtype == np.int64 and len(order) == share and len(np.unique(order)) == share
+    assert order.min() >= 0 and order.max() < n
 
 
 @pytest.mark.parametrize("counts, delivered, expected", [
