@@ -145,6 +145,7 @@ class BlockDataset(IterableDataset):
             for start in range(0, len(rows), batch):
                 part = slice(start, start + batch)  # a view of the window's rows, not another copy
                 yield Block(rows.row_ids[part], rows.features[part], None if rows.labels is None else rows.labels[part])
+            del rows  # let this window go before the next is built: two alive at once would double the peak
 
     def _streaming(self, order: np.ndarray) -> Iterator[Block]:
         """Blocks in order of first need, prefetched; rows gathered into batches; a block is dropped once used."""

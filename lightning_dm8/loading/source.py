@@ -12,7 +12,7 @@ import numpy as np
 
 from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.cache_writer import CacheWriter
-from lightning_dm8.tables.block import Block, assemble, group_by_block, pack_block, take_packed, unpack_block
+from lightning_dm8.tables.block import Assembler, Block, group_by_block, pack_block, take_packed, unpack_block
 from lightning_dm8.tables.ragged import Ragged
 from lightning_dm8.tables.reader import TableReader
 
@@ -119,20 +119,19 @@ class BlockSource:
 
         Needs a cache: this is the warm path (a full random permutation of the rows).
         """
-        parts: list[Block] = []
-        groups = group_by_block(row_ids, self.block_size)
+        assembler = Assembler(len(row_ids))
         from_cache = 0
         with self.cache.reader() as txn:  # type: ignore[union-attr]
-            for block, group in groups:
+            for block, group in group_by_block(row_ids, self.block_size):
                 positions = row_ids[group] - block * self.block_size
                 view = txn.get(BlockCache.key(block))
                 if view is None:
-                    parts.append(self._fetch(block).take(positions))
+                    assembler.add(self._fetch(block).take(positions), group)
                 else:
-                    parts.append(take_packed(view, self._codec, self._label_kind, positions))
+                    assembler.add(take_packed(view, self._codec, self._label_kind, positions), group)
                     from_cache += len(group)
         self.stats.add({"rows_from_cache": from_cache})
-        return assemble(parts, [group for _, group in groups], len(row_ids))
+        return assembler.result()
 
 
 def _nbytes(block: Block) -> int:
