@@ -156,7 +156,7 @@ class BlockDataset(IterableDataset):
         sequence = needed[np.sort(first_seen)]
         remaining = dict(zip(*np.unique(needed, return_counts=True)))
         # Blocks this worker needs only part of (at the edges of its share) are needed by another worker too.
-        shared = {int(b) for b, count in remaining.items() if count < np.subtract(*source.bounds(int(b))[::-1])}
+        shared = {int(b) for b, count in remaining.items() if count < _span(source.bounds(int(b)))}
         loaded: dict[int, Block] = {}
         fetched = iter(self._prefetcher.map(lambda b: source.load(b, b in shared),  # type: ignore[union-attr]
                                             sequence.tolist()))
@@ -174,6 +174,11 @@ class BlockDataset(IterableDataset):
                 remaining[b] -= len(group)
                 if remaining[b] == 0:
                     del loaded[b]
+
+
+def _span(bounds: tuple[int, int]) -> int:
+    lo, hi = bounds
+    return hi - lo
 
 
 def round_robin_share(counts: list[int], delivered: int) -> list[int]:

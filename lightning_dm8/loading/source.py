@@ -137,7 +137,7 @@ class BlockSource:
 def _nbytes(block: Block) -> int:
     if isinstance(block.features, (np.ndarray, Ragged)):
         return int(block.features.nbytes)
-    return sum(len(f) if not isinstance(f, np.ndarray) else f.nbytes for f in block.features)
+    return sum(len(f) for f in block.features)  # text and bytes
 
 
 def describe(stats: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lightning_dm8.errors import InvalidDatasetError
 from lightning_dm8.tables.codecs import FeatureCodec, LabelKind
-from lightning_dm8.tables.ragged import Ragged, gather
+from lightning_dm8.tables.ragged import Ragged, gather, offsets_of
 
 _MAGIC = b"LDB1"
 _HEADER = struct.Struct("<4sQ")
@@ -158,14 +158,13 @@ def _decode_features(values: list[Any], codec: FeatureCodec, row_ids: np.ndarray
     if codec.kind == "varlen":
         itemsize = codec.np_dtype.itemsize
         sizes = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
-        if np.any(sizes % itemsize):
-            i = int(np.flatnonzero(sizes % itemsize)[0])
+        partial = np.flatnonzero(sizes % itemsize)
+        if len(partial):
+            i = int(partial[0])
             raise InvalidDatasetError(
                 f"table {table!r}, row_id {row_ids[i]}: {sizes[i]} bytes is not a whole number of {codec.dtype} items"
             )
-        offsets = np.zeros(len(values) + 1, dtype=np.int64)
-        np.cumsum(sizes // itemsize, out=offsets[1:])
-        return Ragged(np.frombuffer(b"".join(values), dtype=codec.np_dtype), offsets)
+        return Ragged(np.frombuffer(b"".join(values), dtype=codec.np_dtype), offsets_of(sizes // itemsize))
     if codec.kind == "numeric":
         return np.asarray(values, dtype=np.float32)
     if codec.kind == "bytes":
@@ -186,9 +185,7 @@ def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> byte
         parts.append(np.ascontiguousarray(ragged.values, dtype=codec.np_dtype).tobytes())
     else:
         payloads = [_raw(f, codec) for f in block.features]
-        offsets = np.zeros(len(payloads) + 1, dtype="<i8")
-        np.cumsum([len(p) for p in payloads], out=offsets[1:])
-        parts.append(offsets.tobytes())
+        parts.append(offsets_of([len(p) for p in payloads]).astype("<i8").tobytes())
         parts.extend(payloads)
     return b"".join(parts)
 

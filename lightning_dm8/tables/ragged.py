@@ -24,10 +24,8 @@ class Ragged:
 
     @classmethod
     def from_arrays(cls, rows: Sequence[np.ndarray], dtype: np.dtype) -> Ragged:
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
         values = np.concatenate(rows).astype(dtype, copy=False) if len(rows) else np.empty(0, dtype)
-        return cls(values, offsets)
+        return cls(values, offsets_of([len(r) for r in rows]))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -76,8 +74,14 @@ def gather(values: np.ndarray, starts: np.ndarray, stops: np.ndarray, index: np.
     """Flat values and offsets of rows ``values[starts[i]:stops[i]]`` for ``i`` in ``index``: one vectorised copy."""
     lo, hi = starts[index], stops[index]
     lengths = hi - lo
-    offsets = np.zeros(len(index) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = offsets_of(lengths)
     # Element k of the output comes from lo[row] + (k - offsets[row]) of the input.
     source = np.repeat(lo - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
     return values[source], offsets
+
+
+def offsets_of(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Row offsets (int64, one more than there are rows) for rows of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
