@@ -8,12 +8,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import torch
 
 from lightning_dm8.checkpoint.paths import LATEST, Selector, check_run
 from lightning_dm8.checkpoint.records import CheckpointInfo
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
-from lightning_dm8.checkpoint.store import CheckpointStore, PayloadReader
+from lightning_dm8.checkpoint.store import CheckpointStore
 from lightning_dm8.db.engine import Database
 
 
@@ -44,9 +43,7 @@ def load_checkpoint(
     exists) or ``CheckpointCorruptError`` (size or SHA-256 mismatch).
     """
     with _opened(url, table) as store:
-        payload = store.read(store.resolve(run, version))
-    location = "cpu" if map_location is None else map_location
-    return torch.load(PayloadReader(payload), map_location=location, weights_only=weights_only)
+        return store.load(store.resolve(run, version), "cpu" if map_location is None else map_location, weights_only)
 
 
 def list_checkpoints(

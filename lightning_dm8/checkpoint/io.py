@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io.torch_plugin import TorchCheckpointIO
@@ -31,7 +30,7 @@ from lightning_dm8.checkpoint.policy import Retention, versions_to_delete
 from lightning_dm8.checkpoint.records import meta_from_checkpoint
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, KIND_MANUAL, KIND_PERIODIC, check_table_name
 from lightning_dm8.checkpoint.secrets import mask_secrets, secrets_of, serialize_checkpoint
-from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE, CheckpointStore, PayloadReader
+from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE, CheckpointStore
 from lightning_dm8.db.engine import Database
 
 log = logging.getLogger(__name__)
@@ -151,9 +150,8 @@ class DM8CheckpointIO(CheckpointIO):
             return TorchCheckpointIO().load_checkpoint(path, map_location=location, weights_only=weights_only)
         store = self.store(ref.table)
         info = store.resolve(ref.run, ref.selector)
-        payload = store.read(info)
         log.info("loading checkpoint %r version %d (%s) from %s", info.run, info.version, info.name, store.where)
-        return torch.load(PayloadReader(payload), map_location=location, weights_only=weights_only)
+        return store.load(info, location, weights_only)
 
     def remove_checkpoint(self, path: _PATH) -> None:
         """Delete what ``path`` names; nothing there is not an error (removes may race an async save)."""

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+import torch
 
 from lightning_dm8.checkpoint.errors import (
     CheckpointConflictError,
@@ -223,6 +224,10 @@ class CheckpointStore:
         if problem is not None:
             self._raise_unreadable(info, problem)
         return buffer
+
+    def load(self, info: CheckpointInfo, map_location: Any, weights_only: bool | None) -> dict[str, Any]:
+        """The verified checkpoint of ``info`` unpickled by ``torch.load``, read straight from the one buffer."""
+        return torch.load(PayloadReader(self.read(info)), map_location=map_location, weights_only=weights_only)
 
     @contextmanager
     def _chunk_opener(self, conn: sa.Connection, info: CheckpointInfo) -> Iterator[ChunkOpener]:
