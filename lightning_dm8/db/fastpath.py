@@ -1,8 +1,7 @@
-"""Driver-specific bulk paths: the SQL text still comes from the dialect, the rows go through the raw cursor.
+"""Bulk paths for rows: the SQL text comes from the dialect, the rows go through the raw DB-API cursor.
 
-* PostgreSQL: ``COPY ... FROM STDIN (FORMAT BINARY)`` for writes, a binary-protocol cursor for reads.
-* DM8: the raw dmPython cursor's ``executemany`` with a list (dmSQLAlchemy's executemany appends RETURNING).
-* MySQL/MariaDB and SQLite: ``executemany`` on the raw cursor (PyMySQL folds it into multi-row INSERTs).
+How each database inserts in bulk (PostgreSQL binary COPY, DM8's own ``executemany``, PyMySQL's multi-row INSERT)
+lives in its backend module; this module runs the statements the loader and the writers share.
 """
 
 from __future__ import annotations
@@ -12,62 +11,26 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from lightning_dm8.db.backends import Backend, backend_named
+from lightning_dm8.db.backends.base import bind
 
-def _positional(compiled: sa.engine.Compiled, params: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-    """Parameters in the form the driver's paramstyle wants."""
-    if compiled.positional:
-        return tuple(params[name] for name in compiled.positiontup or ())  # type: ignore[attr-defined]
-    return params
+
+def backend_of_dialect(dialect: sa.Dialect) -> Backend:
+    """The backend that a connection's dialect belongs to."""
+    name = dialect.name
+    return backend_named({"mariadb": "mysql", "postgres": "postgresql"}.get(name, name))
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert ``rows`` (tuples in the table's column order) inside the connection's open transaction."""
-    if not rows:
-        return
-    dialect = conn.dialect
-    driver = conn.connection.driver_connection
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        _copy_rows(conn, driver, table, rows)
-        return
-    compiled = table.insert().compile(dialect=dialect)
-    names = [c.name for c in table.columns]
-    cursor = conn.connection.cursor()
-    try:
-        if compiled.positional:
-            order = [names.index(p) for p in compiled.positiontup or ()]  # type: ignore[attr-defined]
-            params: list[Any] = [tuple(row[i] for i in order) for row in rows]
-        else:
-            params = [dict(zip(names, row)) for row in rows]
-        cursor.executemany(str(compiled), params)
-    finally:
-        cursor.close()
-
-
-def _copy_rows(conn: sa.Connection, driver: Any, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
-    preparer = conn.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(c.name) for c in table.columns)
-    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
-    types = [_pg_type(c.type) for c in table.columns]
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-
-
-def _pg_type(sa_type: sa.types.TypeEngine) -> str:
-    if isinstance(sa_type, sa.LargeBinary):
-        return "bytea"
-    if isinstance(sa_type, sa.BigInteger):
-        return "int8"
-    if isinstance(sa_type, sa.Float):
-        return "float8"
-    return "text"
+    """Insert ``rows`` (tuples in the table's column order) inside the connection's open transaction, by the
+    fastest bulk path of the connection's database."""
+    backend_of_dialect(conn.dialect).insert_rows(conn, table, rows)
 
 
 class RangeQuery:
     """``SELECT ... WHERE row_id BETWEEN lo AND hi ORDER BY row_id``, compiled once, run on a raw cursor."""
 
-    def __init__(self, table: sa.Table, dialect: sa.Dialect) -> None:
+    def __init__(self, table: sa.Table, backend: Backend, dialect: sa.Dialect) -> None:
         row_id = table.c.row_id
         statement = (
             sa.select(*table.columns)
@@ -76,13 +39,13 @@ class RangeQuery:
         )
         self.compiled = statement.compile(dialect=dialect)
         self.sql = str(self.compiled)
-        self._binary = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        self._backend = backend
 
     def fetch(self, dbapi_connection: Any, lo: int, hi: int) -> list[Any]:
         """Rows with ``lo <= row_id <= hi`` in row id order, from a raw DB-API connection."""
-        cursor = dbapi_connection.cursor(binary=True) if self._binary else dbapi_connection.cursor()
+        cursor = self._backend.raw_cursor(dbapi_connection)
         try:
-            cursor.execute(self.sql, _positional(self.compiled, {"lo": int(lo), "hi": int(hi)}))
+            cursor.execute(self.sql, bind(self.compiled, {"lo": int(lo), "hi": int(hi)}))
             rows = cursor.fetchall()
         except BaseException:
             # Keep the query's own error: on a lost connection, closing or rolling back fails too (PyMySQL with a

@@ -7,6 +7,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
+from lightning_dm8.db.backends import backend_named
 from lightning_dm8.db.driver_errors import driver_code, translate
 from lightning_dm8.errors import (
     AuthenticationError,
@@ -51,7 +52,7 @@ def dm_error(code: int, message: str, cls: type[BaseException] | None = None) ->
 def test_dm_codes_map_whatever_the_language(code: int, message: str, kind: type) -> None:
     exc = dm_error(code, message)
     assert driver_code(exc) == code
-    error = translate("dm", exc, "connect on dm+dmPython://SYSDBA:***@h:5236")
+    error = translate(backend_named("dm"), exc, "connect on dm+dmPython://SYSDBA:***@h:5236")
     assert type(error) is kind
     assert f"[code {code}]" in str(error)
     assert str(error).startswith("connect on dm+dmPython://SYSDBA:***@h:5236: ")
@@ -59,15 +60,16 @@ def test_dm_codes_map_whatever_the_language(code: int, message: str, kind: type)
 
 def test_dm_message_text_never_decides_the_class() -> None:
     """An English 'password' message with a non-auth code stays generic: classification is by code only."""
-    error = translate("dm", dm_error(-6602, "violate unique constraint; password", dmPython.IntegrityError), "insert")
-    assert type(error) is DatabaseError
+    exc = dm_error(-6602, "violate unique constraint; password", dmPython.IntegrityError)
+    error = translate(backend_named("dm"), exc, "insert")
+    assert isinstance(error, DatabaseError) and not isinstance(error, AuthenticationError)  # a key conflict, by code
     assert "[code -6602]" in str(error)
 
 
 def test_dm_argument_errors_carry_a_plain_string() -> None:
     exc = dmPython.NotSupportedError("password cannot be empty")
     assert driver_code(exc) is None
-    error = translate("dm", exc, "connect")
+    error = translate(backend_named("dm"), exc, "connect")
     assert type(error) is DatabaseError
     assert str(error) == "connect: password cannot be empty; see the driver's message above."
 
@@ -79,7 +81,8 @@ def test_dm_argument_errors_carry_a_plain_string() -> None:
          DatabaseUnavailableError, 2003),
         ("mysql", pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"),
          DatabaseUnavailableError, 2013),
-        ("mysql", pymysql.err.OperationalError(1045, "Access denied for user 'x'@'localhost'"), AuthenticationError, 1045),
+        ("mysql", pymysql.err.OperationalError(1045, "Access denied for user 'x'@'localhost'"), AuthenticationError,
+         1045),
         ("mysql", pymysql.err.ProgrammingError(1146, "Table 'test.nope' doesn't exist"), TableNotFoundError, 1146),
         ("mysql", pymysql.err.OperationalError(1050, "Table 't' already exists"), TableExistsError, 1050),
         ("mysql", pymysql.err.IntegrityError(1062, "Duplicate entry '1' for key 'PRIMARY'"), DatabaseError, 1062),
@@ -95,14 +98,15 @@ def test_dm_argument_errors_carry_a_plain_string() -> None:
 )
 def test_server_errors_by_code(backend: str, exc: BaseException, kind: type, code: int | str) -> None:
     """MySQL by errno, PostgreSQL by SQLSTATE."""
-    error = translate(backend, exc, "query")
+    error = translate(backend_named(backend), exc, "query")
     assert type(error) is kind
     assert f"[code {code}]" in str(error)
 
 
 def test_postgresql_connection_failure_without_sqlstate() -> None:
     """psycopg reports a refused connection as OperationalError without SQLSTATE."""
-    error = translate("postgresql", psycopg.OperationalError("connection failed: Connection refused"), "connect")
+    refused = psycopg.OperationalError("connection failed: Connection refused")
+    error = translate(backend_named("postgresql"), refused, "connect")
     assert type(error) is DatabaseUnavailableError
     assert "[code" not in str(error)
 
@@ -118,20 +122,20 @@ def test_postgresql_connection_failure_without_sqlstate() -> None:
 def test_sqlite_errors_by_message(message: str, kind: type) -> None:
     import sqlite3
 
-    assert type(translate("sqlite", sqlite3.OperationalError(message), "query")) is kind
+    assert type(translate(backend_named("sqlite"), sqlite3.OperationalError(message), "query")) is kind
 
 
 def test_sqlalchemy_wrapper_is_unwrapped() -> None:
     orig = pymysql.err.ProgrammingError(1146, "Table 'test.nope' doesn't exist")
     wrapped = sa.exc.ProgrammingError("SELECT * FROM nope", {}, orig)
-    error = translate("mysql", wrapped, "read")
+    error = translate(backend_named("mysql"), wrapped, "read")
     assert type(error) is TableNotFoundError
     assert str(error).startswith("read: (1146, \"Table 'test.nope' doesn't exist\") [code 1146]; check the table name")
 
 
 def test_multi_line_driver_messages_keep_the_first_line() -> None:
     exc = psycopg.errors.UndefinedTable('relation "nope" does not exist\nLINE 1: SELECT * FROM nope\n        ^')
-    assert str(translate("postgresql", exc, "read")) == (
+    assert str(translate(backend_named("postgresql"), exc, "read")) == (
         'read: relation "nope" does not exist [code 42P01]; check the table name; '
-        "`lightning-dm8 ls URL` lists the dataset tables."
+        "`lightning-dm8 ls --url URL` lists the dataset tables."
     )

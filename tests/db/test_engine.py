@@ -18,7 +18,7 @@ from lightning_dm8 import (
     MissingDriverError,
     write_arrays,
 )
-from lightning_dm8.db.engine import _connect_args
+from lightning_dm8.db.backends import backend_named
 from lightning_dm8.db.urls import PASSWORD_ENV
 
 MYSQL_HOST = "127.0.0.1:3306/test"
@@ -27,19 +27,19 @@ CONNECTION_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT conne
 
 def _connection_id(db: Database) -> int | None:
     """The server's id for the pooled connection (None on SQLite, which has no server)."""
-    if db.backend not in CONNECTION_ID:
+    if db.backend.name not in CONNECTION_ID:
         return None
     with db.connect() as conn:
-        return int(conn.execute(sa.text(CONNECTION_ID[db.backend])).scalar_one())
+        return int(conn.execute(sa.text(CONNECTION_ID[db.backend.name])).scalar_one())
 
 
 def test_nothing_connects_until_used(db_url: str) -> None:
     db = Database(db_url)
-    assert db._engine is None
+    assert db._engine.peek() is None
     db.ping()
-    assert db._engine is not None and db._pid == os.getpid()
+    assert db._engine.peek() is not None
     db.dispose()
-    assert db._engine is None
+    assert db._engine.peek() is None
 
 
 def test_url_and_repr_mask_the_password() -> None:
@@ -68,7 +68,8 @@ def test_environment_password_is_used_and_masked(monkeypatch: pytest.MonkeyPatch
 )
 def test_unreachable_server(url: str) -> None:
     start = time.monotonic()
-    with pytest.raises(DatabaseUnavailableError, match=r"connect on .*127\.0\.0\.1:1.*check that the server is running"):
+    with pytest.raises(DatabaseUnavailableError,
+                       match=r"connect on .*127\.0\.0\.1:1.*check that the server is running"):
         Database(url, connect_timeout=2).ping()
     assert time.monotonic() - start < 10
 
@@ -87,7 +88,8 @@ def test_unreachable_server_message_never_shows_the_password() -> None:
 )
 def test_wrong_credentials_on_mariadb(user: str, password: str) -> None:
     url = f"mysql+pymysql://{user}:{password}@{MYSQL_HOST}"
-    with pytest.raises(AuthenticationError, match=rf"Access denied for user '{user}'.*\[code 1045\]; check the user name") as info:
+    refused = rf"Access denied for user '{user}'.*\[code 1045\]; check the user name"
+    with pytest.raises(AuthenticationError, match=refused) as info:
         Database(url).ping()
     text = str(info.value)
     assert password not in text and password not in str(info.value.__cause__)
@@ -96,7 +98,8 @@ def test_wrong_credentials_on_mariadb(user: str, password: str) -> None:
 
 # (dialect+driver, its module): drivers SQLAlchemy knows but the project does not install.
 _FOREIGN_DRIVERS = {
-    "postgresql": [("postgresql+pg8000", "pg8000"), ("postgresql+psycopg2", "psycopg2"), ("postgresql+pygresql", "pgdb")],
+    "postgresql": [("postgresql+pg8000", "pg8000"), ("postgresql+psycopg2", "psycopg2"),
+                   ("postgresql+pygresql", "pgdb")],
     "mysql": [("mysql+mysqlconnector", "mysql.connector"), ("mysql+cymysql", "cymysql"), ("mysql+mysqldb", "MySQLdb")],
 }
 
@@ -139,11 +142,11 @@ def test_other_exceptions_pass_through_untouched(db_url: str) -> None:
     ],
 )
 def test_connect_args(backend: str, expected: dict) -> None:
-    assert _connect_args(backend, 7.5) == expected
+    assert backend_named(backend).connect_args(7.5) == expected
 
 
 def test_connect_timeout_never_rounds_to_zero() -> None:
-    assert _connect_args("postgresql", 0.2) == {"connect_timeout": 1}
+    assert backend_named("postgresql").connect_args(0.2) == {"connect_timeout": 1}
 
 
 def test_sqlite_files_use_wal(tmp_path) -> None:
@@ -159,7 +162,7 @@ def test_pickling_after_use_drops_the_engine(db_url: str) -> None:
     db = Database(db_url)
     db.ping()
     clone = pickle.loads(pickle.dumps(db))
-    assert clone._engine is None and clone._pid is None
+    assert clone._engine.peek() is None
     assert clone.url == db.url
     clone.ping()
     assert clone.engine is not db.engine
@@ -171,7 +174,7 @@ def _child(db: Database, payload: bytes | None, parent_engine: sa.Engine, queue)
         if payload is not None:
             db = pickle.loads(payload)
         engine = db.engine
-        queue.put((os.getpid(), db._pid, engine is parent_engine, _connection_id(db)))
+        queue.put((os.getpid(), db._engine._pid, engine is parent_engine, _connection_id(db)))
     except BaseException as exc:  # report instead of leaving the parent waiting on queue.get()
         queue.put(repr(exc))
 

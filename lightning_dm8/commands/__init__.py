@@ -1,1 +1,0 @@
-"""Subcommands of ``lightning-dm8`` besides Lightning's own (fit/validate/test/predict)."""
