@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from ldm8_backends import BACKENDS, server_url  # noqa: E402  (tests/ is on sys.path)
 
 from lightning_dm8.db.engine import Database
-
-from ldm8_backends import BACKENDS, server_url  # noqa: E402  (tests/ is on sys.path)
+from lightning_dm8.tables import registry
 
 
 @pytest.fixture(params=BACKENDS)
@@ -25,6 +25,14 @@ def db_url(backend: str, tmp_path) -> str:
 
 
 @pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A Database for the test's backend, its connections closed afterwards."""
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def table_name(db_url: str) -> Iterator[str]:
     """A fresh table name; the table and its registry entry are dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:10]}"
@@ -33,15 +41,23 @@ def table_name(db_url: str) -> Iterator[str]:
 
 
 def _drop_prefixed(url: str, prefix: str) -> None:
+    """Drop the test's tables, views and datasets (with every version's physical table) whose names start with
+    ``prefix``."""
     db = Database(url)
     try:
         with db.begin("test cleanup") as conn:
             inspector = sa.inspect(conn)
-            for table in inspector.get_table_names():
-                if table.lower().startswith(prefix.lower()):
-                    sa.Table(table, sa.MetaData()).drop(conn)
-            if inspector.has_table("ldm8_datasets"):
-                registry = sa.Table("ldm8_datasets", sa.MetaData(), sa.Column("name", sa.String(255)))
-                conn.execute(registry.delete().where(registry.c.name.like(f"{prefix}%")))
+            for view in inspector.get_view_names():
+                if view.lower().startswith(prefix.lower()):
+                    db.backend.drop_view(conn, view)
+            doomed = {t for t in inspector.get_table_names() if t.lower().startswith(prefix.lower())}
+            if inspector.has_table(registry.VERSIONS.name):
+                doomed |= {i.table_name for i in registry.list_versions(conn) if i.name.lower().startswith(prefix)}
+                conn.execute(registry.VERSIONS.delete().where(registry.VERSIONS.c.name.like(f"{prefix}%")))
+            if inspector.has_table(registry.REGISTRY.name):
+                conn.execute(registry.REGISTRY.delete().where(registry.REGISTRY.c.name.like(f"{prefix}%")))
+            existing = set(inspector.get_table_names())
+            for table in sorted(doomed & existing):
+                sa.Table(table, sa.MetaData()).drop(conn)
     finally:
         db.dispose()

@@ -24,7 +24,9 @@ def _canonical_dtype(dtype: Any) -> np.dtype:
     """The little-endian form of ``dtype``: stored bytes are always little-endian so every platform reads them."""
     dt = np.dtype(dtype)
     if dt.kind not in "biuf" and dt != np.bool_:
-        raise InvalidInputError(f"features of dtype {dt} cannot be stored; use a numeric dtype (int, uint, float, bool)")
+        raise InvalidInputError(
+            f"features of dtype {dt} cannot be stored; use a numeric dtype (int, uint, float, bool)"
+        )
     return dt.newbyteorder("<") if dt.byteorder == ">" else dt
 
 
@@ -60,7 +62,9 @@ class FeatureCodec:
         return int(math.prod(self.shape)) * self.np_dtype.itemsize
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape), "columns": list(self.columns)})
+        return json.dumps(
+            {"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape), "columns": list(self.columns)}
+        )
 
     @classmethod
     def from_json(cls, text: str) -> FeatureCodec:
@@ -78,7 +82,8 @@ class FeatureCodec:
             arr = np.asarray(sample)
             if arr.ndim != 1 or not self.stores_dtype(arr.dtype):
                 raise InvalidInputError(
-                    f"variable-length features must be 1-D arrays of {self.np_dtype}; got shape {arr.shape} of {arr.dtype}"
+                    f"variable-length features must be 1-D arrays of {self.np_dtype}; got shape {arr.shape} of "
+                    f"{arr.dtype}"
                 )
             return np.ascontiguousarray(arr, dtype=self.np_dtype).tobytes()
         if self.kind == "text":

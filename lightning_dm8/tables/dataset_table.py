@@ -6,16 +6,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
 from lightning_dm8.errors import InvalidDatasetError, TableNotFoundError
-from lightning_dm8.tables import registry
+from lightning_dm8.tables import registry, versions
 from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.ddl import table_exists
 from lightning_dm8.tables.reader import TableReader
-
-
-def as_database(url: str | Database) -> Database:
-    return url if isinstance(url, Database) else Database(url)
 
 
 def load_info(db: Database, name: str) -> registry.DatasetInfo:
@@ -31,7 +28,7 @@ def load_info(db: Database, name: str) -> registry.DatasetInfo:
             f"create it with write_arrays, write_dataset or write_query"
         )
     raise TableNotFoundError(
-        f"dataset table {name!r} does not exist in {db.url}; `lightning-dm8 ls URL` lists the dataset tables, "
+        f"dataset table {name!r} does not exist in {db.url}; `lightning-dm8 ls --url URL` lists the dataset tables, "
         f"and write_arrays/write_query create one"
     )
 
@@ -41,6 +38,12 @@ class DatasetTable:
 
     Features come back decoded (a numpy array, ``str`` or ``bytes``) and labels as ``int`` or ``float``
     (None for an unlabelled dataset). Nothing connects until the first call.
+    ``name`` may pin a kept version: ``"cifar@3"``.
+
+    Raises (from the first call that reads):
+        TableNotFoundError: no such dataset (or version).
+        InvalidDatasetError: the table is not a dataset, or a row is broken (the message names the row id).
+        DatabaseUnavailableError, AuthenticationError, DatabaseError: what the database reports.
     """
 
     def __init__(self, url: str | Database, name: str) -> None:
@@ -100,11 +103,14 @@ class DatasetTable:
         return info
 
     def drop(self) -> None:
-        """Drop the table and its registry entry in one go."""
+        """Drop the dataset: its table and its registry entry. Only a registered dataset is dropped; any other table
+        is left alone (:class:`InvalidDatasetError`, or :class:`TableNotFoundError` when there is none)."""
+        load_info(self.db, self.name)
         with self.db.begin(f"drop dataset {self.name!r}") as conn:
-            if table_exists(conn, self.name):
-                sa.Table(self.name, sa.MetaData()).drop(conn)
-            if sa.inspect(conn).has_table(registry.REGISTRY.name):
-                registry.delete_info(conn, self.name)
+            if registry.read_info(conn, self.name) is None:  # dropped by someone else meanwhile
+                return
+            tables = registry.delete_dataset(conn, self.name)
+        # The registry no longer names them: the rest is tidying up, which gc finishes if this is cut short.
+        versions.drop_tables(self.db, [self.name, *tables])
         self._info = None
         self._reader = None

@@ -48,7 +48,7 @@ class Ragged:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         bounds = self.offsets.tolist()
-        return (self.values[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+        return (self.values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
 
     @property
     def nbytes(self) -> int:
@@ -66,11 +66,13 @@ class Ragged:
         values = np.concatenate([p.values for p in parts])
         ends = np.cumsum([p.offsets[-1] for p in parts])
         shifts = np.concatenate(([0], ends[:-1]))
-        offsets = np.concatenate([p.offsets[:-1] + s for p, s in zip(parts, shifts)] + [ends[-1:]])
+        offsets = np.concatenate([p.offsets[:-1] + s for p, s in zip(parts, shifts, strict=True)] + [ends[-1:]])
         return Ragged(values, offsets.astype(np.int64))
 
 
-def gather(values: np.ndarray, starts: np.ndarray, stops: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gather(
+    values: np.ndarray, starts: np.ndarray, stops: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat values and offsets of rows ``values[starts[i]:stops[i]]`` for ``i`` in ``index``: one vectorised copy."""
     lo, hi = starts[index], stops[index]
     lengths = hi - lo

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from typing import Any
 
+from lightning_dm8.db.backends import Backend
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.fastpath import RangeQuery
+from lightning_dm8.db.process_local import ProcessLocal
 from lightning_dm8.errors import DatabaseUnavailableError, InvalidDatasetError
 from lightning_dm8.tables.block import Block, block_from_rows
 from lightning_dm8.tables.registry import DatasetInfo
 
 
-def _sever(dbapi_connection: Any, fired: threading.Event) -> None:
-    """Shut down the socket under a driver connection, so that a call blocked reading it returns with an error.
-
-    Knows psycopg (``pgconn.socket``) and PyMySQL (``_sock``); other drivers (SQLite has no socket) are left alone.
-    """
+def _sever(backend: Backend, dbapi_connection: Any, fired: threading.Event) -> None:
     fired.set()
-    try:
-        pgconn = getattr(dbapi_connection, "pgconn", None)
-        sock = getattr(dbapi_connection, "_sock", None)
-        fd = pgconn.socket if pgconn is not None else (sock.fileno() if sock is not None else -1)
-        if fd < 0:
-            return
-        with socket.socket(fileno=os.dup(fd)) as dup:
-            dup.shutdown(socket.SHUT_RDWR)
-    except Exception:  # already closed: the read has ended on its own
-        pass
+    backend.sever(dbapi_connection)
 
 
 class TableReader:
@@ -47,40 +34,29 @@ class TableReader:
         self.db = db
         self.info = info
         self.max_wait = max_wait
-        self._local = threading.local()
-        self._pid = os.getpid()
-        self._query: RangeQuery | None = None
+        # Per process: the thread-local connections and the compiled range query.
+        self._threads: ProcessLocal[threading.local] = ProcessLocal(threading.local)
+        self._query: ProcessLocal[RangeQuery] = ProcessLocal(self._compile)
         self.queries = 0
         self.reconnects = 0
         self.reconnect_seconds = 0.0
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_local=None, _query=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
+    def _compile(self) -> RangeQuery:
+        return RangeQuery(self.info.table(self.db.backend), self.db.backend, self.db.dialect)
 
     def _connection(self) -> Any:
-        if self._pid != os.getpid():
-            self._local, self._pid, self._query = threading.local(), os.getpid(), None
-        conn = getattr(self._local, "conn", None)
+        local = self._threads.get()
+        conn = getattr(local, "conn", None)
         if conn is None:
             with self.db.errors(f"connect to read {self.info.name!r}"):
                 conn = self.db.engine.raw_connection()
-            self._local.conn = conn
+            local.conn = conn
         return conn
 
-    def _range_query(self) -> RangeQuery:
-        if self._query is None:
-            self._query = RangeQuery(self.info.table(self.db.backend), self.db.dialect)
-        return self._query
-
     def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
+        local = self._threads.get()
+        conn = getattr(local, "conn", None)
+        local.conn = None
         if conn is not None:
             try:
                 conn.invalidate()
@@ -100,14 +76,14 @@ class TableReader:
                 conn = self._connection()
                 # A server that stops answering without closing the connection (hung, or a network that drops
                 # packets) would block the read forever: past the deadline its socket is shut down, which turns the
-                # wait into a lost connection. (SQLite has no server to wait for.)
-                if self.db.backend != "sqlite":
+                # wait into a lost connection (where the backend can cut a read; SQLite has no server to wait for).
+                if self.db.backend.cuts_hung_reads:
                     watchdog = threading.Timer(max(deadline - time.monotonic(), 0.01), _sever,
-                                               (conn.driver_connection, fired))
+                                               (self.db.backend, conn.driver_connection, fired))
                     watchdog.daemon = True
                     watchdog.start()
                 with self.db.errors(f"read rows {lo}..{hi - 1} of {self.info.name!r}"):
-                    rows = self._range_query().fetch(conn.driver_connection, lo, hi - 1)
+                    rows = self._query.get().fetch(conn.driver_connection, lo, hi - 1)
                 if watchdog is not None:
                     watchdog.cancel()
                 self.queries += 1
@@ -145,8 +121,10 @@ class TableReader:
         return block_from_rows(rows, self.info.codec, self.info.label_kind, self.info.name)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None) if self._local is not None else None
-        if conn is not None and self._pid == os.getpid():
+        """Close this thread's connection (opened in this process; an inherited one is only forgotten)."""
+        local = self._threads.peek()
+        if local is None:
+            return
+        conn, local.conn = getattr(local, "conn", None), None
+        if conn is not None:
             conn.close()
-        if self._local is not None:
-            self._local.conn = None

@@ -6,7 +6,7 @@ killed process) never leaves a half-written dataset under the real name; appends
 
 from __future__ import annotations
 
-import uuid
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -14,32 +14,40 @@ import numpy as np
 import sqlalchemy as sa
 from tqdm.auto import tqdm
 
+from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.fastpath import insert_rows
-from lightning_dm8.db.schema import name_problem
+from lightning_dm8.db.names import check_table_name
 from lightning_dm8.errors import InvalidInputError, TableExistsError
-from lightning_dm8.tables import registry
-from lightning_dm8.tables.codecs import FeatureCodec, LabelKind, as_numpy, infer_codec, infer_varlen_codec, label_kind_of
-from lightning_dm8.tables.ddl import analyze_table, create_dataset_table, rename_table, table_exists
+from lightning_dm8.tables import registry, versions
+from lightning_dm8.tables.codecs import (
+    FeatureCodec,
+    LabelKind,
+    as_numpy,
+    infer_codec,
+    infer_varlen_codec,
+    label_kind_of,
+)
+from lightning_dm8.tables.ddl import create_dataset_table, table_exists
 from lightning_dm8.tables.fingerprint import Fingerprint
+from lightning_dm8.tables.gc import DEFAULT_KEEP_VERSIONS, prune_versions
+from lightning_dm8.tables.staging import drop_quietly
 
 IfExists = Literal["fail", "replace", "append"]
+RESERVED_PREFIX = "ldm8_"
+"""The project's own tables (registry, staging, model tables) start with this; datasets may not."""
 _IF_EXISTS = ("fail", "replace", "append")
 _BATCH_BYTES = 8 << 20
 
 
-def _database(url: str | Database) -> Database:
-    return url if isinstance(url, Database) else Database(url)
-
-
-def _check_name(name: str, backend: str) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInputError(f"dataset name must be a non-empty string; got {name!r}")
-    if len(name) > 120:
-        raise InvalidInputError(f"dataset name {name[:40]!r}... is {len(name)} characters long; use at most 120")
-    problem = name_problem(backend, name)
-    if problem:
-        raise InvalidInputError(f"dataset name {name!r} cannot be used as a table name: {problem}; choose another name")
+def check_dataset_name(db: Database, name: str) -> None:
+    """A dataset name must be a table name the backend can hold, outside the project's reserved prefix."""
+    check_table_name(db.backend, name, "dataset name")
+    if name.lower().startswith(RESERVED_PREFIX):
+        raise InvalidInputError(
+            f"dataset name {name!r} starts with {RESERVED_PREFIX!r}, which is reserved for lightning_dm8's own tables "
+            f"(the registry, staging and model tables); choose another name"
+        )
 
 
 def write_rows(
@@ -51,29 +59,48 @@ def write_rows(
     *,
     total: int | None,
     if_exists: IfExists = "fail",
+    force: bool = False,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
     progress: bool = True,
 ) -> registry.DatasetInfo:
-    """Encode ``(features, label)`` samples with ``codec`` and store them as dataset ``name``.
+    """Encode ``(features, label)`` samples with ``codec`` and store them as a new version of dataset ``name``.
 
-    The common path of every writer; ``samples`` may be a generator (it is consumed once).
+    The common path of every writer; ``samples`` may be a generator (it is consumed once). The rows go to a physical
+    table of their own, published by one registry transaction; the dataset's name is then a view of it, and versions
+    beyond the newest ``keep_versions`` are dropped.
     """
-    _check_name(name, db.backend)
+    if keep_versions < 1:
+        raise InvalidInputError(f"keep_versions must be at least 1 (the current version); got {keep_versions}")
+    check_dataset_name(db, name)
     if if_exists not in _IF_EXISTS:
         raise InvalidInputError(f"if_exists must be one of {_IF_EXISTS}; got {if_exists!r}")
-    with db.begin(f"prepare dataset {name!r}") as conn:
-        registry.ensure_registry(conn)
+    registry.ensure_registry(db)
+    with db.connect(f"prepare dataset {name!r}") as conn:
         existing = registry.read_info(conn, name)
         exists = existing is not None or table_exists(conn, name)
+    if existing is not None and not existing.version:
+        existing = versions.adopt(db, name)
+    if exists and existing is None and not (force and if_exists == "replace"):
+        raise TableExistsError(
+            f"table {name!r} in {db.url} exists but is not a dataset (it has no entry in {registry.REGISTRY.name}), so "
+            f"it is left alone; choose another name, or pass if_exists='replace' with force=True to replace that "
+            f"table with the dataset"
+        )
     if exists and if_exists == "fail":
         raise TableExistsError(
             f"dataset table {name!r} already exists in {db.url}; pass if_exists='replace' to overwrite it or "
             f"if_exists='append' to add rows"
         )
     if exists and if_exists == "append":
-        if existing is None:
-            raise TableExistsError(f"table {name!r} in {db.url} exists but is not a registered dataset; cannot append")
-        return _append(db, existing, codec, label_kind, samples, total, progress)
-    return _create(db, name, codec, label_kind, samples, total, progress)
+        assert existing is not None
+        info = _append(db, existing, codec, label_kind, samples, total, progress)
+    else:
+        info = _create(db, name, codec, label_kind, samples, total, progress, replace_existing=if_exists == "replace")
+        if exists and existing is None:  # force=True: the user's own table is in the way of the dataset's view
+            versions.drop_tables(db, [name])
+    versions.repair_view(db, name)
+    prune_versions(db, name, keep_versions)
+    return info
 
 
 def _batches(
@@ -109,7 +136,13 @@ def _label_value(label: Any, label_kind: LabelKind, row_id: int) -> int | float:
     if label is None:
         raise InvalidInputError(f"sample {row_id}: the label is None; every row of a labelled dataset needs one")
     if label_kind == "float":
-        return float(label)
+        value = float(label)
+        if not math.isfinite(value):
+            raise InvalidInputError(
+                f"sample {row_id}: label {value!r} is not a finite number; a dataset's labels must be finite "
+                f"(drop or fix row {row_id})"
+            )
+        return value
     if isinstance(label, (float, np.floating)) and not float(label).is_integer():
         raise InvalidInputError(
             f"sample {row_id}: label {label!r} is not a whole number, but the dataset's labels are integers (as the "
@@ -129,13 +162,14 @@ def _fill(conn: sa.Connection, table: sa.Table, batches: Iterable[list[tuple[Any
 
 def _create(
     db: Database, name: str, codec: FeatureCodec, label_kind: LabelKind,
-    samples: Iterable[tuple[Any, Any]], total: int | None, progress: bool,
+    samples: Iterable[tuple[Any, Any]], total: int | None, progress: bool, *, replace_existing: bool,
 ) -> registry.DatasetInfo:
-    staging = f"ldm8_tmp_{uuid.uuid4().hex[:12]}"
-    table = registry.DatasetInfo(staging, 0, codec, label_kind, "", registry.now(), registry.now()).table(db.backend)
+    registry.check_codec_fits(codec)
+    physical = versions.new_physical_name()
+    table = registry.DatasetInfo(physical, 0, codec, label_kind, "", registry.now(), registry.now()).table(db.backend)
     fp = Fingerprint()
-    with db.begin(f"create staging table for {name!r}") as conn:
-        create_dataset_table(conn, table, codec)
+    with db.begin(f"create the table for {name!r}") as conn:
+        create_dataset_table(conn, db.backend, table, codec)
     try:
         with tqdm(total=total, desc=f"writing {name}", unit="rows", disable=not progress) as bar, \
                 db.begin(f"write dataset {name!r}") as conn:
@@ -143,18 +177,15 @@ def _create(
         if count == 0:
             raise InvalidInputError(f"no rows to write into dataset {name!r}: the input is empty")
         with db.begin(f"analyze dataset {name!r}") as conn:
-            analyze_table(conn, staging)
+            db.backend.analyze_table(conn, physical)
         stamp = registry.now()
-        info = registry.DatasetInfo(name, count, codec, label_kind, fp.hexdigest(), stamp, stamp)
-        with db.begin(f"publish dataset {name!r}") as conn:
-            if table_exists(conn, name):
-                sa.Table(name, sa.MetaData()).drop(conn)
-            rename_table(conn, staging, name)
-            registry.write_info(conn, info)
-        return info
+        fingerprint = fp.hexdigest()
+        info = registry.DatasetInfo(name, count, codec, label_kind, fingerprint, stamp, stamp, physical=physical,
+                                    lineage=fingerprint)
+        return versions.publish(db, info, replace_existing=replace_existing)
     except BaseException:
         _close_source(samples)
-        _drop_quietly(db, staging)
+        drop_quietly(db, physical)
         raise
 
 
@@ -166,14 +197,6 @@ def _close_source(samples: Iterable[Any]) -> None:
         close()
 
 
-def _drop_quietly(db: Database, name: str) -> None:
-    try:
-        with db.begin(f"drop staging table {name!r}") as conn:
-            sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
-    except Exception:  # the original error matters more; a stale staging table is harmless and named ldm8_tmp_*
-        pass
-
-
 def _append(
     db: Database, existing: registry.DatasetInfo, codec: FeatureCodec, label_kind: LabelKind,
     samples: Iterable[tuple[Any, Any]], total: int | None, progress: bool,
@@ -181,23 +204,28 @@ def _append(
     if (codec, label_kind) != (existing.codec, existing.label_kind):
         raise InvalidInputError(
             f"cannot append to dataset {existing.name!r}: it stores {existing.codec.kind} features "
-            f"({existing.codec.dtype}, shape {existing.codec.shape}) with {existing.label_kind} labels, the new rows are "
+            f"({existing.codec.dtype}, shape {existing.codec.shape}) with {existing.label_kind} labels, the new rows "
+            f"are "
             f"{codec.kind} ({codec.dtype}, shape {codec.shape}) with {label_kind} labels"
         )
-    table = existing.table(db.backend)
-    fp = Fingerprint(existing.fingerprint)
     with tqdm(total=total, desc=f"appending to {existing.name}", unit="rows", disable=not progress) as bar, \
             db.begin(f"append to dataset {existing.name!r}") as conn:
-        count = _fill(conn, table, _batches(codec, label_kind, samples, existing.row_count, fp), bar)
+        # The registry row stays locked until the rows and the new version commit: appends take turns.
+        registry.head_row(conn, existing.name, lock=True)
+        current = registry.read_info(conn, existing.name)
+        if current is None or current.table_name != existing.table_name:
+            raise TableExistsError(f"dataset {existing.name!r} was replaced or dropped while appending; append again")
+        fp = Fingerprint(current.fingerprint)
+        table = current.table(db.backend)
+        count = _fill(conn, table, _batches(codec, label_kind, samples, current.row_count, fp), bar)
         if count == 0:
             raise InvalidInputError(f"no rows to append to dataset {existing.name!r}: the input is empty")
-        info = registry.DatasetInfo(
-            existing.name, existing.row_count + count, codec, label_kind, fp.hexdigest(), existing.created_at,
-            registry.now(),
-        )
-        registry.write_info(conn, info)
+        stamp = registry.now()
+        appended = registry.DatasetInfo(existing.name, current.row_count + count, codec, label_kind, fp.hexdigest(),
+                                        current.created_at, stamp)
+        info = versions.append_version(conn, current, appended)
     with db.begin(f"analyze dataset {existing.name!r}") as conn:
-        analyze_table(conn, existing.name)
+        db.backend.analyze_table(conn, info.table_name)
     return info
 
 
@@ -219,9 +247,11 @@ def write_arrays(
     labels: Any = None,
     *,
     if_exists: IfExists = "fail",
+    force: bool = False,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
     progress: bool = True,
 ) -> registry.DatasetInfo:
-    """Store arrays as dataset table ``name``.
+    """Store arrays as dataset ``name`` (a new version of it, when it exists).
 
     Args:
         url: database URL (or a :class:`Database`).
@@ -229,8 +259,18 @@ def write_arrays(
         features: an array or tensor ``(N, ...)`` (one fixed-shape binary value per row), a list of 1-D arrays of one
             dtype and varying length, a list of ``str`` or a list of ``bytes``.
         labels: ``N`` integer or float labels, or None for an unlabelled dataset.
-        if_exists: ``"fail"`` (default), ``"replace"`` or ``"append"`` (row ids continue densely).
+        if_exists: ``"fail"`` (default), ``"replace"`` or ``"append"`` (row ids continue densely). Only datasets
+            (tables in the registry) are ever replaced or appended to.
+        force: with ``if_exists="replace"``, replace a table of that name that is *not* a dataset (a table of your
+            own): explicit, because that table is dropped.
+        keep_versions: how many versions of the dataset to keep (the current one included); older ones are dropped
+            after the write. Runs reading an older version that is dropped fail with a clear error.
         progress: show a progress bar.
+
+    Raises:
+        InvalidInputError: the name or the data cannot be stored (the message says which row and why).
+        TableExistsError: the name is taken and ``if_exists``/``force`` do not allow replacing it.
+        DatabaseError: and its subclasses, for what the database reports.
 
     Returns:
         The registry entry of the written dataset.
@@ -249,8 +289,8 @@ def write_arrays(
         codec = _codec_for_list(items)
         rows = items
     label_values: Iterable[Any] = label_array.tolist() if label_array is not None else [None] * n
-    return write_rows(_database(url), name, codec, label_kind, zip(rows, label_values), total=n,
-                      if_exists=if_exists, progress=progress)
+    return write_rows(as_database(url), name, codec, label_kind, zip(rows, label_values, strict=True), total=n,
+                      if_exists=if_exists, force=force, keep_versions=keep_versions, progress=progress)
 
 
 def _codec_for_list(items: Sequence[Any]) -> FeatureCodec:
@@ -281,7 +321,9 @@ def _codec_for_list(items: Sequence[Any]) -> FeatureCodec:
     codec = infer_varlen_codec(arrays)
     for i, arr in enumerate(arrays):
         if arr.ndim != 1:
-            raise InvalidInputError(f"inconsistent features: item {i} has shape {arr.shape}; list items must be 1-D arrays")
+            raise InvalidInputError(
+                f"inconsistent features: item {i} has shape {arr.shape}; list items must be 1-D arrays"
+            )
         if arr.dtype != first.dtype:
             raise InvalidInputError(f"inconsistent dtypes: item 0 is {first.dtype}, item {i} is {arr.dtype}")
     return codec
@@ -293,13 +335,21 @@ def write_dataset(
     dataset: Any,
     *,
     if_exists: IfExists = "fail",
+    force: bool = False,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
     varlen: bool = False,
     progress: bool = True,
 ) -> registry.DatasetInfo:
     """Store a map-style torch Dataset yielding ``(features, label)`` as dataset table ``name``.
 
     The codec is taken from the first sample (an array or tensor, ``str`` or ``bytes``); every later sample must
-    match its shape and dtype. ``varlen=True`` stores 1-D samples of varying length instead.
+    match its shape and dtype. ``varlen=True`` stores 1-D samples of varying length instead. ``if_exists``,
+    ``force`` and ``keep_versions`` as in :func:`write_arrays`.
+
+    Raises:
+        InvalidInputError: the name, or a sample (named by its index), cannot be stored.
+        TableExistsError: the name is taken and ``if_exists``/``force`` do not allow replacing it.
+        DatabaseError: and its subclasses, for what the database reports.
     """
     n = len(dataset)
     if n == 0:
@@ -322,8 +372,8 @@ def write_dataset(
                 )
             yield features, _scalar(label)
 
-    return write_rows(_database(url), name, codec, label_kind, samples(), total=n, if_exists=if_exists,
-                      progress=progress)
+    return write_rows(as_database(url), name, codec, label_kind, samples(), total=n, if_exists=if_exists,
+                      force=force, keep_versions=keep_versions, progress=progress)
 
 
 def _scalar(label: Any) -> Any:
@@ -337,5 +387,7 @@ def _scalar(label: Any) -> Any:
 def _sample(dataset: Any, i: int) -> tuple[Any, Any]:
     item = dataset[i]
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise InvalidInputError(f"dataset item {i} is {type(item).__name__}; write_dataset needs (features, label) pairs")
+        raise InvalidInputError(
+            f"dataset item {i} is {type(item).__name__}; write_dataset needs (features, label) pairs"
+        )
     return item[0], item[1]

@@ -39,6 +39,12 @@ def write_labelled(url: str, name: str, n: int, *, seed: int = 0, if_exists: str
     return features
 
 
+def physical_of(url: str, name: str) -> str:
+    """The table that holds the current version of dataset ``name`` (its name is a view): where plain SQL that edits
+    the rows behind the API's back has to go."""
+    return lightning_dm8.DatasetTable(url, name).info(refresh=True).table_name
+
+
 def make_dm(url: str, table: str, cache_dir: Any = None, **kwargs: Any) -> DM8DataModule:
     options = {"batch_size": 32, "block_size": 64, "num_workers": 0, "progress": False, **kwargs}
     return DM8DataModule(url, train_table=table, cache_dir=None if cache_dir is None else str(cache_dir), **options)
@@ -74,7 +80,7 @@ def record_connections(db: lightning_dm8.Database) -> set[int]:
     held: set[int] = set()
 
     def server_id(dbapi_connection: Any) -> int:
-        if db.backend == "postgresql":
+        if db.backend.name == "postgresql":
             return int(dbapi_connection.info.backend_pid)
         return int(dbapi_connection.thread_id())
 

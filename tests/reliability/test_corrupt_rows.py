@@ -16,6 +16,7 @@ from reliability.support import (
     assert_exactly_once,
     check_batch,
     make_dm,
+    physical_of,
     train_loader,
     write_labelled,
 )
@@ -31,29 +32,32 @@ def execute(url: str, *statements: tuple[str, dict]) -> None:
     engine.dispose()
 
 
-def allow_null(url: str, backend: str, table: str, column: str) -> None:
-    """Drop the NOT NULL constraint of ``column`` (SQLite cannot: the table is rebuilt without constraints)."""
+def allow_null(url: str, backend: str, dataset: str, table: str, column: str) -> None:
+    """Drop the NOT NULL constraint of ``column`` of the dataset's ``table`` (SQLite cannot: the table is rebuilt
+    without constraints, its view dropped first, as SQLite refuses a rename while a view names a missing table)."""
     if backend == "postgresql":
         execute(url, (f'ALTER TABLE "{table}" ALTER COLUMN {column} DROP NOT NULL', {}))
     elif backend == "mysql":
         kind = "LONGBLOB" if column == "features" else "BIGINT"
         execute(url, (f"ALTER TABLE `{table}` MODIFY {column} {kind} NULL", {}))
     else:
-        execute(url, (f'CREATE TABLE "{table}_rebuilt" AS SELECT * FROM "{table}"', {}),
-                (f'DROP TABLE "{table}"', {}), (f'ALTER TABLE "{table}_rebuilt" RENAME TO "{table}"', {}))
+        execute(url, (f'DROP VIEW "{dataset}"', {}), (f'CREATE TABLE "{table}_rebuilt" AS SELECT * FROM "{table}"', {}),
+                (f'DROP TABLE "{table}"', {}), (f'ALTER TABLE "{table}_rebuilt" RENAME TO "{table}"', {}),
+                (f'CREATE VIEW "{dataset}" AS SELECT * FROM "{table}"', {}))
 
 
-def corrupt(url: str, backend: str, table: str, kind: str) -> str:
-    """Damage row ``BAD``; returns what the error must say about it."""
+def corrupt(url: str, backend: str, dataset: str, kind: str) -> str:
+    """Damage row ``BAD`` of dataset ``dataset``; returns what the error must say about it."""
+    table = physical_of(url, dataset)
     if kind == "short_blob":
         execute(url, (f"UPDATE {table} SET features = :f WHERE row_id = :r", {"f": b"\x01\x02", "r": BAD}))
         return "features hold 2 bytes, expected 12"
     if kind == "null_features":
-        allow_null(url, backend, table, "features")
+        allow_null(url, backend, dataset, table, "features")
         execute(url, (f"UPDATE {table} SET features = NULL WHERE row_id = :r", {"r": BAD}))
         return "features are NULL"
     if kind == "null_label":
-        allow_null(url, backend, table, "label")
+        allow_null(url, backend, dataset, table, "label")
         execute(url, (f"UPDATE {table} SET label = NULL WHERE row_id = :r", {"r": BAD}))
         return "label is NULL"
     execute(url, (f"DELETE FROM {table} WHERE row_id = :r", {"r": BAD}))
@@ -102,7 +106,8 @@ def test_corrupt_row_error_crosses_the_worker_boundary_and_a_fixed_row_reads_aga
         read_epoch(dm)
     dm.teardown("fit")
 
-    execute(url, ("UPDATE data SET features = :f WHERE row_id = :r", {"f": features[BAD].tobytes(), "r": BAD}))
+    repair = f"UPDATE {physical_of(url, 'data')} SET features = :f WHERE row_id = :r"
+    execute(url, (repair, {"f": features[BAD].tobytes(), "r": BAD}))
     dm = make_dm(url, "data", cache, batch_size=50, block_size=100, num_workers=1)
     loader = train_loader(dm)
     ids = np.concatenate([check_batch(x, y, features) for x, y in loader])

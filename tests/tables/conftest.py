@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from lightning_dm8 import Database
 from lightning_dm8.tables import writer
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
@@ -26,9 +16,9 @@ def staged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     names: list[str] = []
     create = writer.create_dataset_table
 
-    def recording(conn, table, codec) -> None:
+    def recording(conn, backend, table, codec) -> None:
         names.append(table.name)
-        create(conn, table, codec)
+        create(conn, backend, table, codec)
 
     monkeypatch.setattr(writer, "create_dataset_table", recording)
     return names

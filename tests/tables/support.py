@@ -31,9 +31,11 @@ def assert_nothing_written(db: Database, name: str, staged: list[str]) -> None:
 
 
 def reflect(db: Database, name: str) -> sa.Table:
-    """The dataset table as the database describes it, for editing it with plain SQL."""
+    """The physical table of dataset ``name``'s current version as the database describes it, for editing it with
+    plain SQL."""
     with db.connect("reflect") as conn:
-        return sa.Table(name, sa.MetaData(), autoload_with=conn)
+        info = registry.read_info(conn, name)
+        return sa.Table(info.table_name if info else name, sa.MetaData(), autoload_with=conn)
 
 
 def execute(db: Database, statement: sa.Executable, params: Any = None) -> None:

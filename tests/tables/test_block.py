@@ -1,4 +1,4 @@
-"""Blocks: database rows decoded into columnar data (bad rows named), and the packed form the cache stores."""
+"""Blocks: database rows decoded into columnar data (bad rows named), taken and joined."""
 
 from __future__ import annotations
 
@@ -6,55 +6,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from block_rows import ARRAY, CODECS, NUMERIC, TEXT, VARLEN, features_equal, rows_for
 
 from lightning_dm8 import InvalidDatasetError
-from lightning_dm8.tables.block import Block, assemble, block_from_rows, group_by_block, pack_block, unpack_block
+from lightning_dm8.tables.block import Block, block_from_rows
 from lightning_dm8.tables.codecs import FeatureCodec
 
-ARRAY = FeatureCodec("array", "<i2", (2, 2))
-VARLEN = FeatureCodec("varlen", "<i8")
-TEXT = FeatureCodec("text")
-BYTES = FeatureCodec("bytes")
-NUMERIC = FeatureCodec("numeric", columns=("a", "b"))
 
-
-def rows_for(codec: FeatureCodec, n: int, labelled: bool = True, start: int = 0) -> list[tuple[Any, ...]]:
-    """Database rows ``(row_id, *features, [label])`` as a driver returns them."""
-    rows = []
-    for i in range(start, start + n):
-        if codec.kind == "array":
-            values: tuple[Any, ...] = (np.full((2, 2), i, np.int16).tobytes(),)
-        elif codec.kind == "varlen":
-            values = (np.arange(i, dtype=np.int64).tobytes(),)
-        elif codec.kind == "text":
-            values = (f"样本 {i} 😀",)
-        elif codec.kind == "bytes":
-            values = (bytes([i]) * i,)
-        else:
-            values = (float(i), -float(i))
-        rows.append((i, *values, i * 10) if labelled else (i, *values))
-    return rows
-
-
-def features_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-    return len(a) == len(b) and all(features_equal(x, y) if isinstance(x, np.ndarray) else x == y for x, y in zip(a, b))
-
-
-@pytest.mark.parametrize("codec", [ARRAY, VARLEN, TEXT, BYTES, NUMERIC], ids=lambda c: c.kind)
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.kind)
 @pytest.mark.parametrize("labelled", [True, False], ids=["labelled", "unlabelled"])
-def test_decode_and_pack_round_trip(codec: FeatureCodec, labelled: bool) -> None:
+def test_decode_rows_ids_and_labels(codec: FeatureCodec, labelled: bool) -> None:
     kind = "int" if labelled else "none"
     block = block_from_rows(rows_for(codec, 6, labelled), codec, kind, "t")
-    assert block.row_ids.tolist() == list(range(6)) and len(block) == 6
+    assert block.row_ids.tolist() == list(range(6)) and len(block) == 6 and len(block.features) == 6
     assert (block.labels is None) == (not labelled)
     if labelled:
         assert block.labels.dtype == np.int64 and block.labels.tolist() == [0, 10, 20, 30, 40, 50]
-    unpacked = unpack_block(pack_block(block, codec, kind), codec, kind)
-    assert unpacked.row_ids.tolist() == block.row_ids.tolist()
-    assert (unpacked.labels is None and block.labels is None) or unpacked.labels.tolist() == block.labels.tolist()
-    assert features_equal(unpacked.features, block.features)
 
 
 def test_decoded_values() -> None:
@@ -64,12 +31,6 @@ def test_decoded_values() -> None:
     numeric = block_from_rows(rows_for(NUMERIC, 3), NUMERIC, "float", "t")
     assert numeric.features.dtype == np.float32 and numeric.features.tolist() == [[0, 0], [1, -1], [2, -2]]
     assert numeric.labels.dtype == np.float64
-
-
-def test_float_labels_pack_exactly() -> None:
-    rows = [(0, 1.0, 2.0, 0.1), (1, 3.0, 4.0, 1 / 3)]
-    block = block_from_rows(rows, NUMERIC, "float", "t")
-    assert unpack_block(pack_block(block, NUMERIC, "float"), NUMERIC, "float").labels.tolist() == [0.1, 1 / 3]
 
 
 def _with(rows: list[tuple[Any, ...]], index: int, position: int, value: Any) -> list[tuple[Any, ...]]:
@@ -108,27 +69,3 @@ def test_take_and_concat() -> None:
         joined = Block.concat([block.take(np.arange(3)), block.take(np.arange(3, 6))])
         assert joined.row_ids.tolist() == list(range(6)) and features_equal(joined.features, block.features)
     assert Block.concat([arrays]) is arrays
-
-
-def test_unpack_refuses_other_values() -> None:
-    with pytest.raises(ValueError, match="not a packed block"):
-        unpack_block(b"XXXX" + bytes(8), ARRAY, "int")
-
-
-@pytest.mark.parametrize("codec", [ARRAY, VARLEN, TEXT], ids=lambda c: c.kind)
-@pytest.mark.parametrize("n_parts", [1, 3])
-def test_assemble_puts_each_part_at_its_positions(codec: FeatureCodec, n_parts: int) -> None:
-    block = block_from_rows(rows_for(codec, 12), codec, "int", "t")
-    rng = np.random.default_rng(n_parts)
-    wanted = rng.permutation(12)[:9]  # rows of the result, in order
-    groups = np.array_split(rng.permutation(9), n_parts)
-    parts = [block.take(wanted[g]) for g in groups]
-    got = assemble(parts, groups, 9)
-    expected = block.take(wanted)
-    assert got.row_ids.tolist() == wanted.tolist() and got.labels.tolist() == expected.labels.tolist()
-    assert features_equal(list(got.features), list(expected.features))
-
-
-def test_group_by_block_lists_positions_per_block_in_block_order() -> None:
-    groups = group_by_block(np.array([25, 3, 17, 9, 30, 1]), 10)
-    assert [(b, g.tolist()) for b, g in groups] == [(0, [1, 3, 5]), (1, [2]), (2, [0]), (3, [4])]

@@ -88,11 +88,13 @@ def test_numeric_codec_reads_back_float32() -> None:
                                                                 r"dataset's shape \(2, 3\)"),
         (FeatureCodec("varlen", "<i8"), np.zeros((2, 2), np.int64), r"variable-length features must be 1-D arrays of "
                                                                    r"int64; got shape \(2, 2\) of int64"),
-        (FeatureCodec("varlen", "<i8"), np.zeros(2, np.int32), r"must be 1-D arrays of int64; got shape \(2,\) of int32"),
+        (FeatureCodec("varlen", "<i8"), np.zeros(2, np.int32),
+         r"must be 1-D arrays of int64; got shape \(2,\) of int32"),
         (FeatureCodec("text"), b"bytes", r"text features must be str; got bytes"),
         (FeatureCodec("bytes"), "text", r"bytes features must be bytes; got str"),
         (FeatureCodec("numeric", columns=("a", "b")), [1.0, 2.0, 3.0], r"expected 2 numeric features, got 3"),
-        (FeatureCodec("numeric", columns=("a", "b")), (1.0, None), r"numeric features must be numbers; got \(1.0, None\)"),
+        (FeatureCodec("numeric", columns=("a", "b")), (1.0, None),
+         r"numeric features must be numbers; got \(1.0, None\)"),
     ],
     ids=["shape", "varlen-ndim", "varlen-dtype", "text", "bytes", "numeric-count", "numeric-null"],
 )

@@ -51,5 +51,6 @@ def test_written_table_reports_the_fingerprint_of_its_rows(db: Database, table_n
     features = np.random.default_rng(4).integers(0, 256, (20, 3, 2), dtype=np.uint8)
     info = write_arrays(db, table_name, features, np.arange(20) % 3, progress=False)
     block = DatasetTable(db, table_name).read_range(0, 20)
-    rows = [(int(i), f.tobytes(), int(label)) for i, f, label in zip(block.row_ids, block.features, block.labels)]
+    columns = zip(block.row_ids, block.features, block.labels, strict=True)
+    rows = [(int(i), f.tobytes(), int(label)) for i, f, label in columns]
     assert info.fingerprint == digest(*rows)

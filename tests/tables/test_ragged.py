@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_dm8.loading.batches import RaggedBatch, make_batch
-from lightning_dm8.tables.block import Block, block_from_rows, pack_block, take_packed
+from lightning_dm8.loading.cache_format import pack_block, take_packed
+from lightning_dm8.tables.block import Block, block_from_rows
 from lightning_dm8.tables.codecs import FeatureCodec
 from lightning_dm8.tables.ragged import Ragged
 
@@ -19,12 +20,12 @@ VARLEN = FeatureCodec("varlen", "<i8")
 
 def rows_of(lengths: list[int]) -> list[np.ndarray]:
     starts = np.cumsum([0, *lengths])
-    return [np.arange(a, b, dtype=np.int64) * 7 - 3 for a, b in zip(starts[:-1], starts[1:])]
+    return [np.arange(a, b, dtype=np.int64) * 7 - 3 for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 def assert_rows(ragged: Ragged, expected: list[np.ndarray]) -> None:
     assert len(ragged) == len(expected)
-    for got, want in zip(ragged, expected):
+    for got, want in zip(ragged, expected, strict=True):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
     assert [ragged[i].tolist() for i in range(len(expected))] == [w.tolist() for w in expected]
 

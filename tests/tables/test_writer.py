@@ -24,6 +24,7 @@ from lightning_dm8 import (
     write_arrays,
     write_dataset,
 )
+from lightning_dm8.tables import registry
 from tables.support import MYSQL_URL, assert_no_staging_left, assert_nothing_written, read_all
 
 CIFAR_ROWS = 50_000
@@ -48,7 +49,7 @@ def assert_round_trip(table: DatasetTable, features: Any, labels: Any, spots: li
         assert_same_sample(got_features, features)
     else:
         assert len(got_features) == len(features)
-        for got, expected in zip(got_features, features):
+        for got, expected in zip(got_features, features, strict=True):
             assert_same_sample(got, expected)
     expected_labels = None if labels is None else np.asarray(labels)
     if expected_labels is None:
@@ -70,11 +71,12 @@ def test_cifar_sized_arrays_round_trip(db: Database, table_name: str) -> None:
     start = time.monotonic()
     info = write_arrays(db, table_name, features, labels, progress=False)
     written = time.monotonic()
-    assert (info.row_count, info.codec.kind, info.codec.dtype, info.codec.shape) == (CIFAR_ROWS, "array", "|u1", (3, 32, 32))
+    stored = (info.row_count, info.codec.kind, info.codec.dtype, info.codec.shape)
+    assert stored == (CIFAR_ROWS, "array", "|u1", (3, 32, 32))
     table = DatasetTable(db, table_name)
     spots = [0, 1, CIFAR_ROWS // 2, CIFAR_ROWS - 1, -1, *rng.integers(0, CIFAR_ROWS, 20).tolist()]
     assert_round_trip(table, features, labels, spots)
-    print(f"\n{db.backend}: wrote {CIFAR_ROWS} CIFAR samples in {written - start:.1f} s, "
+    print(f"\n{db.backend.name}: wrote {CIFAR_ROWS} CIFAR samples in {written - start:.1f} s, "
           f"read them back in {time.monotonic() - written:.1f} s")
     assert table.validate().row_count == CIFAR_ROWS
 
@@ -125,7 +127,8 @@ def _bool_features(rng: np.random.Generator) -> tuple[Any, Any]:
 
 ROUND_TRIPS: dict[str, Callable[[np.random.Generator], tuple[Any, Any]]] = {
     "varlen-int64": _varlen, "text": _text, "bytes": _bytes, "float-labels": _float_labels,
-    "unlabelled": _unlabelled, "big-endian": _big_endian, "big-endian-varlen": _big_endian_varlen, "list-of-images": _list_of_images, "tensors": _tensors, "bool": _bool_features,
+    "unlabelled": _unlabelled, "big-endian": _big_endian, "big-endian-varlen": _big_endian_varlen,
+    "list-of-images": _list_of_images, "tensors": _tensors, "bool": _bool_features,
 }
 
 
@@ -183,7 +186,7 @@ def test_write_dataset_from_custom_dataset(db: Database, table_name: str) -> Non
 
 def test_write_dataset_varlen(db: Database, table_name: str) -> None:
     features, labels = _varlen(np.random.default_rng(5))
-    pairs = list(zip(features, labels.tolist()))
+    pairs = list(zip(features, labels.tolist(), strict=True))
     info = write_dataset(db, table_name, pairs, varlen=True, progress=False)
     assert info.codec.kind == "varlen"
     assert_round_trip(DatasetTable(db, table_name), features, labels, [0, len(pairs) - 1])
@@ -192,7 +195,7 @@ def test_write_dataset_varlen(db: Database, table_name: str) -> None:
 @pytest.mark.parametrize("varlen", [False, True], ids=["array", "varlen"])
 def test_write_dataset_big_endian_samples(db: Database, table_name: str, varlen: bool) -> None:
     features = np.arange(24).astype(">f8").reshape(8, 3)
-    info = write_dataset(db, table_name, list(zip(features, range(8))), varlen=varlen, progress=False)
+    info = write_dataset(db, table_name, list(zip(features, range(8), strict=True)), varlen=varlen, progress=False)
     assert info.codec.dtype == "<f8"
     assert_round_trip(DatasetTable(db, table_name), list(features) if varlen else features, np.arange(8), [0, 7])
 
@@ -205,8 +208,14 @@ def test_replace(db: Database, table_name: str, staged: list[str]) -> None:
     table = DatasetTable(db, table_name)
     assert table.info().codec.shape == (3,)
     assert_round_trip(table, features, np.arange(8), [0, 7])
-    assert len(staged) == 2
-    assert_no_staging_left(db, staged)  # both were renamed to the dataset's name
+    assert (first.version, second.version) == (1, 2) and staged == [first.physical, second.physical]
+    with db.connect("check") as conn:  # the previous version is kept (keep_versions=2) for runs still reading it
+        assert [i.version for i in registry.list_versions(conn, table_name)] == [1, 2]
+    third = write_arrays(db, table_name, features, np.arange(8), if_exists="replace", progress=False)
+    assert third.version == 3
+    assert_no_staging_left(db, staged[:1])  # the oldest version's table went once three were written
+    with db.connect("check") as conn:
+        assert [i.version for i in registry.list_versions(conn, table_name)] == [2, 3]
 
 
 def test_append_keeps_ids_dense(db: Database, table_name: str) -> None:
@@ -260,22 +269,26 @@ BAD_INPUTS: dict[str, tuple[Callable[[Database, str], Any], type[Exception], str
                    InvalidInputError, r"no rows to write into dataset .*: features is empty"),
     "empty-dataset": (lambda db, n: write_dataset(db, n, [], progress=False),
                       InvalidInputError, r"no rows to write into dataset .*: the dataset is empty"),
-    "bad-if-exists": (lambda db, n: write_arrays(db, n, np.zeros((2, 2)), [1, 2], if_exists="overwrite", progress=False),
+    "bad-if-exists": (lambda db, n: write_arrays(db, n, np.zeros((2, 2)), [1, 2], if_exists="overwrite",
+                                                 progress=False),
                       InvalidInputError, r"if_exists must be one of \('fail', 'replace', 'append'\); got 'overwrite'"),
     "mid-stream-shape": (lambda db, n: write_dataset(db, n, PairDataset(50, bad={37: (np.zeros((4, 5), np.uint8), 1)}),
                                                      progress=False),
-                         InvalidInputError, r"inconsistent shapes: sample 0 has shape \(4, 4\), sample 37 has \(4, 5\)"),
+                         InvalidInputError,
+                         r"inconsistent shapes: sample 0 has shape \(4, 4\), sample 37 has \(4, 5\)"),
     "mid-stream-dtype": (lambda db, n: write_dataset(db, n, PairDataset(50, bad={49: (np.zeros((4, 4)), 1)}),
                                                      progress=False),
                          InvalidInputError, r"inconsistent dtypes: sample 0 is uint8, sample 49 is float64"),
     "mid-stream-no-label": (lambda db, n: write_dataset(db, n, PairDataset(50, bad={20: (np.zeros((4, 4), np.uint8),
                                                                                         None)}), progress=False),
-                            InvalidInputError, r"sample 20: the label is None; every row of a labelled dataset needs one"),
+                            InvalidInputError,
+                            r"sample 20: the label is None; every row of a labelled dataset needs one"),
     "fractional-label": (lambda db, n: write_dataset(db, n, [(np.zeros(2), 1), (np.zeros(2), 2), (np.zeros(2), 0.5)],
                                                      progress=False),
                          InvalidInputError, r"sample 2: label 0.5 is not a whole number, but the dataset's labels are "
                                             r"integers"),
-    "not-a-pair": (lambda db, n: write_dataset(db, n, PairDataset(5, bad={3: np.zeros((4, 4), np.uint8)}), progress=False),
+    "not-a-pair": (lambda db, n: write_dataset(db, n, PairDataset(5, bad={3: np.zeros((4, 4), np.uint8)}),
+                                               progress=False),
                    InvalidInputError, r"dataset item 3 is ndarray; write_dataset needs \(features, label\) pairs"),
 }
 
@@ -292,7 +305,7 @@ def test_bad_input_writes_nothing(db: Database, table_name: str, staged: list[st
 
 @pytest.mark.parametrize("name", ["", "   "])
 def test_empty_name(db: Database, name: str) -> None:
-    with pytest.raises(InvalidInputError, match="dataset name must be a non-empty string"):
+    with pytest.raises(InvalidInputError, match=rf"dataset name {name!r} cannot be used as a table name: it is empty"):
         write_arrays(db, name, np.zeros((1, 1)), [1], progress=False)
 
 
@@ -300,7 +313,7 @@ def test_empty_name(db: Database, name: str) -> None:
 _TOO_LONG = {
     "postgresql": ("x" * 60, "PostgreSQL names hold at most 63 bytes of UTF-8; it has 72"),
     "mysql": ("x" * 60, "MySQL/MariaDB names hold at most 64 characters; it has 72"),
-    "dm": ("数" * 40, "DM8 names hold at most 128 bytes; it has 132"),
+    "dm": ("数" * 40, "DM8 names hold at most 128 bytes of UTF-8; it has 132"),
     "sqlite": ("x" * 121, "is 133 characters long; use at most 120"),
 }
 
@@ -324,10 +337,10 @@ def test_existing_table_with_fail(db: Database, table_name: str, staged: list[st
 def test_existing_unregistered_table(db: Database, table_name: str) -> None:
     with db.begin() as conn:
         sa.Table(table_name, sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True)).create(conn)
-    with pytest.raises(TableExistsError, match=rf"dataset table '{table_name}' already exists"):
-        write_arrays(db, table_name, np.ones((3, 2)), [1, 2, 3], progress=False)
-    with pytest.raises(TableExistsError, match=rf"table '{table_name}' .* exists but is not a registered dataset"):
-        write_arrays(db, table_name, np.ones((3, 2)), [1, 2, 3], if_exists="append", progress=False)
+    for if_exists in ("fail", "append", "replace"):
+        refused = rf"table '{table_name}' .* exists but is not a dataset .* it is left alone; .*force=True"
+        with pytest.raises(TableExistsError, match=refused):
+            write_arrays(db, table_name, np.ones((3, 2)), [1, 2, 3], if_exists=if_exists, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -366,7 +379,7 @@ def test_unreachable_server_writes_nothing(db: Database, backend: str, table_nam
     url = sa.make_url(db.sa_url)
     bad = url.set(database=str(tmp_path / "missing" / "x.db")) if backend == "sqlite" else url.set(port=1)
     advice = "the database file's folder exists" if backend == "sqlite" else "check that the server is running"
-    with pytest.raises(DatabaseUnavailableError, match=rf"prepare dataset .*{advice}"):
+    with pytest.raises(DatabaseUnavailableError, match=rf"prepare the dataset registry .*{advice}"):
         write_arrays(Database(bad, connect_timeout=2), table_name, np.ones((2, 2)), [1, 2], progress=False)
     assert_nothing_written(db, table_name, staged)
 
@@ -383,7 +396,7 @@ def test_wrong_password_writes_nothing(table_name: str, staged: list[str]) -> No
 
 def _planner_rows(db: Database, name: str) -> int:
     with db.connect("read planner statistics") as conn:
-        if db.backend == "postgresql":
+        if db.backend.name == "postgresql":
             sql = "SELECT reltuples FROM pg_class WHERE relname = :name"
         else:
             sql = "SELECT n_rows FROM mysql.innodb_table_stats WHERE database_name = DATABASE() AND table_name = :name"
@@ -392,12 +405,12 @@ def _planner_rows(db: Database, name: str) -> int:
 
 @pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
 def test_written_and_appended_tables_have_planner_statistics(db: Database, table_name: str) -> None:
-    write_arrays(db, table_name, np.zeros((3000, 4), np.uint8), np.arange(3000), progress=False)
-    assert _planner_rows(db, table_name) == 3000
+    info = write_arrays(db, table_name, np.zeros((3000, 4), np.uint8), np.arange(3000), progress=False)
+    assert _planner_rows(db, info.physical) == 3000
     write_arrays(db, table_name, np.zeros((2000, 4), np.uint8), np.arange(2000), if_exists="append", progress=False)
-    assert _planner_rows(db, table_name) == 5000
-    if db.backend == "postgresql":  # what the statistics are for: an index range scan, no sort
+    assert _planner_rows(db, info.physical) == 5000
+    if db.backend.name == "postgresql":  # what the statistics are for: an index range scan, no sort
         with db.connect("explain a block read") as conn:
             plan = "\n".join(r[0] for r in conn.exec_driver_sql(
-                f'EXPLAIN SELECT * FROM "{table_name}" WHERE row_id BETWEEN 0 AND 255 ORDER BY row_id'))
+                f'EXPLAIN SELECT * FROM "{info.physical}" WHERE row_id BETWEEN 0 AND 255 ORDER BY row_id'))
         assert "Index Scan" in plan and "Sort" not in plan, plan
