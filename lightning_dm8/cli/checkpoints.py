@@ -1,120 +1,136 @@
 """``lightning-dm8 checkpoints list|show|export|delete``: the model table from the command line.
 
-``add_checkpoint_commands`` registers the sub-commands on an argparse ``subparsers`` object and
-``run_checkpoint_command`` runs the parsed arguments, returning the process exit code (0 done, 1 failed, 2 misuse).
-URLs are printed masked; pass the password in ``LIGHTNING_DM8_PASSWORD`` rather than on the command line.
+Nothing stored runs: ``list``, ``show``, ``export`` and ``delete`` never unpickle a checkpoint, and ``show --hparams``
+loads it with ``weights_only=True``; hyperparameters that hold other objects are shown by name
+(:mod:`lightning_dm8.cli.hparams`), never rebuilt. ``delete RUN --all`` asks first (``--yes`` without a terminal).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+import pickle
+from typing import Any
 
 from lightning_dm8.checkpoint.api import delete_checkpoints, export_checkpoint, list_checkpoints, load_checkpoint
 from lightning_dm8.checkpoint.paths import format_ckpt_path, parse_selector
 from lightning_dm8.checkpoint.records import CheckpointInfo
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
 from lightning_dm8.checkpoint.store import CheckpointStore
-from lightning_dm8.db.urls import PASSWORD_ENV
-from lightning_dm8.errors import LightningDM8Error
+from lightning_dm8.cli.common import confirm, database, yes_option
+from lightning_dm8.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
+from lightning_dm8.cli.hparams import read_hyperparameters
+from lightning_dm8.cli.output import format_table, printable
+from lightning_dm8.db.engine import Database
 
 _COLUMNS = ("run", "version", "name", "kind", "epoch", "step", "monitor", "value", "size", "created (UTC)", "sha256")
 
 
-def add_checkpoint_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``checkpoints list|show|export|delete`` on ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", required=True, help=f"database URL; the password goes in ${PASSWORD_ENV}")
+def add_commands(commands: Any, url_options: argparse.ArgumentParser) -> None:
+    """Register ``checkpoints list|show|export|delete`` on ``commands`` (from ``add_subparsers``)."""
+    common = argparse.ArgumentParser(add_help=False, parents=[url_options])
     common.add_argument("--table", default=DEFAULT_TABLE, help=f"model table (default: {DEFAULT_TABLE})")
-    parser = subparsers.add_parser("checkpoints", help="list, show, export or delete checkpoints kept in the database")
-    commands = parser.add_subparsers(dest="checkpoints_command", metavar="{list,show,export,delete}")
-    commands.required = True
+    parser = commands.add_parser("checkpoints", help="list, show, export or delete checkpoints kept in the database",
+                                 description="Checkpoints kept in a model table. Nothing stored is run: only "
+                                 "show --hparams unpickles, with weights_only=True.")
+    sub = parser.add_subparsers(dest="checkpoints_command", metavar="{list,show,export,delete}", required=True)
 
-    listing = commands.add_parser("list", parents=[common], help="one line per checkpoint")
+    listing = sub.add_parser("list", parents=[common], help="one line per checkpoint")
     listing.add_argument("run", nargs="?", help="only this run")
     listing.add_argument("--all", action="store_true", help="include unfinished saves")
+    listing.set_defaults(checkpoint_handler=_list)
 
-    show = commands.add_parser("show", parents=[common], help="one checkpoint's header (and hyperparameters)")
-    show.add_argument("run")
+    show = sub.add_parser("show", parents=[common], help="one checkpoint's header (and hyperparameters)")
+    show.add_argument("run", help="the run")
     show.add_argument("version", nargs="?", default="latest", help="number, best, latest or name (default: latest)")
-    show.add_argument("--hparams", action="store_true", help="also load it and print its hyperparameters")
+    show.add_argument("--hparams", action="store_true",
+                      help="also print its hyperparameters (read as data: objects are shown by name, never loaded)")
+    show.set_defaults(checkpoint_handler=_show)
 
-    export = commands.add_parser("export", parents=[common], help="write a checkpoint to a .ckpt file")
-    export.add_argument("run")
+    export = sub.add_parser("export", parents=[common], help="write a checkpoint to a .ckpt file")
+    export.add_argument("run", help="the run")
     export.add_argument("version", help="number, best, latest or name")
     export.add_argument("path", help="the .ckpt file to write")
+    export.set_defaults(checkpoint_handler=_export)
 
-    delete = commands.add_parser("delete", parents=[common], help="delete checkpoints of a run")
-    delete.add_argument("run")
+    delete = sub.add_parser("delete", parents=[common, yes_option()], help="delete checkpoints of a run",
+                            description="Delete the named versions of a run, its unfinished saves (--incomplete) "
+                            "or all of it (--all, which asks first; without a terminal it needs --yes).")
+    delete.add_argument("run", help="the run")
     delete.add_argument("versions", nargs="*", help="numbers, best, latest or names")
-    delete.add_argument("--all", action="store_true", help="every checkpoint of the run")
+    delete.add_argument("--all", action="store_true", help="every checkpoint of the run (asks first)")
     delete.add_argument("--incomplete", action="store_true", help="only unfinished saves of the run")
-    return parser
+    delete.set_defaults(checkpoint_handler=_delete)
+    parser.set_defaults(handler=run_checkpoint_command)
 
 
-def run_checkpoint_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run a parsed ``checkpoints`` command; errors are printed (URL masked), not raised."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    handlers = {"list": _list, "show": _show, "export": _export, "delete": _delete}
-    try:
-        return handlers[args.checkpoints_command](args, out, err)
-    except LightningDM8Error as exc:
-        print(f"error: {exc}", file=err)
-        return 1
+def run_checkpoint_command(args: argparse.Namespace) -> int:
+    """Run a parsed ``checkpoints`` command; errors propagate to the command line's one policy."""
+    return int(args.checkpoint_handler(args, database(args)))
 
 
-def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    infos = list_checkpoints(args.url, args.run, table=args.table, include_incomplete=args.all)
+def _list(args: argparse.Namespace, db: Database) -> int:
+    infos = list_checkpoints(db, args.run, table=args.table, include_incomplete=args.all)
     rows = [_row(c) for c in infos]
     columns = _COLUMNS + (("status",) if args.all else ())
     if args.all:
-        rows = [r + ("complete" if c.complete else "unfinished",) for r, c in zip(rows, infos)]
-    print(format_table(columns, rows), file=out)
+        rows = [r + ("complete" if c.complete else "unfinished",) for r, c in zip(rows, infos, strict=True)]
+    print(format_table(columns, rows))
     if not rows:
-        print("(no checkpoints)", file=out)
-    return 0
+        print("(no checkpoints)")
+    return EXIT_OK
 
 
-def _show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    store = CheckpointStore(args.url, args.table)
+def _show(args: argparse.Namespace, db: Database) -> int:
+    store = CheckpointStore(db, args.table)
     info = store.resolve(args.run, parse_selector(args.version))
     fields = info.as_dict()
     fields["ckpt_path"] = format_ckpt_path(info.run, info.version)
     fields["table"] = args.table
-    fields["database"] = store.db.url
+    fields["database"] = db.url
     width = max(len(k) for k in fields)
     for key, value in fields.items():
-        print(f"{key:<{width}}  {'' if value is None else value}".rstrip(), file=out)
+        print(f"{key:<{width}}  {'' if value is None else printable(value)}".rstrip())
     if args.hparams:
-        checkpoint = load_checkpoint(store.db, info.run, info.version, table=args.table, weights_only=False)
+        _print_hparams(db, store, info, args.table)
+    return EXIT_OK
+
+
+def _print_hparams(db: Database, store: CheckpointStore, info: CheckpointInfo, table: str) -> None:
+    refs: list[str] = []
+    try:
+        checkpoint = load_checkpoint(db, info.run, info.version, table=table, weights_only=True)
         hparams = checkpoint.get("hyper_parameters") or {}
-        print("hyper_parameters:", file=out)
-        for key in sorted(hparams):
-            print(f"  {key}: {hparams[key]!r}", file=out)
-    return 0
+    except pickle.UnpicklingError:  # an object torch does not rebuild as data: read the names, run nothing
+        hparams, refs = read_hyperparameters(store.read(info))
+    print("hyper_parameters:")
+    for key in sorted(hparams, key=str):
+        print(f"  {printable(key)}: {printable(repr(hparams[key]))}")
+    if refs:
+        print(f"note: {len(refs)} object(s) in the hyperparameters are stored as code references "
+              f"({printable(', '.join(refs))}); they are shown by name and were not loaded, so nothing stored ran")
 
 
-def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    info = export_checkpoint(args.url, args.run, parse_selector(args.version), args.path, table=args.table)
+def _export(args: argparse.Namespace, db: Database) -> int:
+    info = export_checkpoint(db, args.run, parse_selector(args.version), args.path, table=args.table)
     what = f"{_size(info.size_bytes)}, sha256 {info.sha256}"
-    print(f"wrote {args.path} ({what}): run {info.run!r} version {info.version}", file=out)
-    return 0
+    print(f"wrote {printable(args.path)} ({what}): run {printable(repr(info.run))} version {info.version}")
+    return EXIT_OK
 
 
-def _delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _delete(args: argparse.Namespace, db: Database) -> int:
     if args.incomplete:
-        count = delete_checkpoints(args.url, args.run, table=args.table, incomplete=True)
-    elif args.all or args.versions:
-        versions = None if args.all else [parse_selector(v) for v in args.versions]
-        count = delete_checkpoints(args.url, args.run, versions, table=args.table)
+        count = delete_checkpoints(db, args.run, table=args.table, incomplete=True)
+    elif args.versions and not args.all:
+        count = delete_checkpoints(db, args.run, [parse_selector(v) for v in args.versions], table=args.table)
+    elif args.all and not args.versions:
+        if not confirm(f"Delete every checkpoint of run {args.run!r} in {args.table!r} of {db.url}", yes=args.yes):
+            print("nothing deleted")
+            return EXIT_FAILED
+        count = delete_checkpoints(db, args.run, None, table=args.table)
     else:
-        print("error: name the versions to delete, or pass --all or --incomplete", file=err)
-        return 2
-    print(f"deleted {count} checkpoint(s) of run {args.run!r}", file=out)
-    return 0
+        raise UsageError("name the versions to delete, or pass --all (every checkpoint of the run) or --incomplete")
+    print(f"deleted {count} checkpoint(s) of run {printable(repr(args.run))}")
+    return EXIT_OK
 
 
 def _row(c: CheckpointInfo) -> tuple[str, ...]:
@@ -136,12 +152,3 @@ def _size(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{count} B"
-
-
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, a rule under the header."""
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)

