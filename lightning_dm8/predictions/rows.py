@@ -20,14 +20,16 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 
+from lightning_dm8.tables.codecs import as_numpy
 
-def as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        if value.dtype in (torch.float16, torch.bfloat16):
-            value = value.float()
-        return value.numpy()
-    return np.asarray(value)
+_NO_NUMPY_DTYPE = (torch.float16, torch.bfloat16)
+"""Half precisions are widened first: NumPy has no bfloat16, and float16 scores would be stored rounded."""
+
+
+def _array(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor) and value.dtype in _NO_NUMPY_DTYPE:
+        value = value.float()
+    return np.asarray(as_numpy(value))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -55,18 +57,18 @@ def decode_outputs(outputs: Any) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(outputs, Mapping):
         if "prediction" not in outputs:
             raise TypeError(f"a predict_step dict needs a 'prediction' entry; got keys {sorted(outputs)}")
-        prediction = _column(as_numpy(outputs["prediction"]), "outputs['prediction']")
+        prediction = _column(_array(outputs["prediction"]), "outputs['prediction']")
         scores = outputs.get("scores")
         if scores is None:
             return prediction, None
-        score_array = as_numpy(scores).astype(np.float32).reshape(len(prediction), -1)
+        score_array = _array(scores).astype(np.float32).reshape(len(prediction), -1)
         return prediction, score_array
     if not isinstance(outputs, (torch.Tensor, np.ndarray, list, tuple)):
         raise TypeError(
             f"DM8PredictionWriter cannot store a predict_step output of type {type(outputs).__name__}: return "
             f"logits (n, C), a tensor of n class ids or values, or a dict with 'prediction' (and 'scores')"
         )
-    values = as_numpy(outputs)
+    values = _array(outputs)
     if values.ndim == 2 and values.shape[1] > 1:
         if not np.issubdtype(values.dtype, np.floating):
             raise TypeError(f"logits must be floating point; got dtype {values.dtype}")

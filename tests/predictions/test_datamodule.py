@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from checkpoint.tiny import TinyClassifier, make_data, trainer
 
 from lightning_dm8 import DM8DataModule, DM8PredictionWriter, write_arrays
 from lightning_dm8.db.engine import Database
-
-from .tiny import TinyClassifier, make_data, trainer
 
 N = 203  # not a multiple of the batch size
 

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
+from checkpoint.tiny import TinyClassifier, make_data, trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_dm8 import write_arrays
-from lightning_dm8.checkpoint.prediction_rows import RowIds, current_loader, decode_outputs
-from lightning_dm8.checkpoint.predictions import DM8PredictionWriter
 from lightning_dm8.db.engine import Database
-from lightning_dm8.errors import TableExistsError
-
-from .tiny import TinyClassifier, make_data, trainer
+from lightning_dm8.errors import InvalidInputError, TableExistsError
+from lightning_dm8.predictions.rows import RowIds, current_loader, decode_outputs
+from lightning_dm8.predictions.writer import DM8PredictionWriter
 
 N = 70  # not a multiple of the batch size
 
@@ -184,3 +183,30 @@ def test_row_id_sources_and_loader_lookup() -> None:
     from lightning.pytorch.utilities import CombinedLoader
 
     assert current_loader(CombinedLoader(loaders, "sequential"), 1) is loaders[1]
+
+
+def test_replace_never_drops_a_table_the_writer_did_not_make(db_url: str, table_name: str, tmp_path) -> None:
+    users = f"{table_name}_users"
+    db = Database(db_url)
+    with db.begin() as conn:
+        table = sa.Table(users, sa.MetaData(), sa.Column("row_id", sa.Integer), sa.Column("email", sa.String(50)))
+        table.create(conn)
+        conn.execute(table.insert().values(row_id=1, email="a@example.org"))
+    x, _ = make_data(N)
+    with pytest.raises(TableExistsError, match="is not a predictions table"):
+        trainer(tmp_path, [DM8PredictionWriter(db_url, users, if_exists="replace")]).predict(
+            _model(), DataLoader(TensorDataset(x), batch_size=16), return_predictions=False
+        )
+    with db.connect() as conn:
+        assert conn.execute(sa.select(table.c.email)).scalars().all() == ["a@example.org"]
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("ldm8_datasets", "reserved for the project's own tables"), ("LDM8_checkpoints", "reserved"),
+     ("preds\x1b[2J", "control character"), ("", "empty"), ("p" * 121, "at most 120")],
+)
+def test_bad_table_names_are_refused_before_predicting(name: str, message: str, tmp_path) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        DM8PredictionWriter(f"sqlite:///{tmp_path / 'p.db'}", name)
