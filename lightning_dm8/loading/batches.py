@@ -77,7 +77,7 @@ def make_batch(block: Block, transform: Callable[..., Any] | None, collate: Call
     if block.labels is None:
         items: list[Any] = samples
     else:
-        items = list(zip(samples, block.labels.tolist()))
+        items = list(zip(samples, block.labels.tolist(), strict=True))
     return (collate or default_collate)(items)
 
 

@@ -1,13 +1,23 @@
 """The LMDB block cache: one value per block, so a warm epoch reads local disk and never the database.
 
-One LMDB environment per (database, table) under ``cache_dir``; a ``meta`` record holds the table fingerprint
-and block size it was filled for. Opening it for another fingerprint empties it first, so a cache made for an
-older version of the table is never served. The table's registry entry is kept next to it, so a run can start
-from a complete cache while the database server is down (:func:`cached_info`). Blocks are written in
-transactions of whole blocks: a run killed while filling leaves only whole blocks, and the next run fills the
-missing ones.
-LMDB's lock file makes several workers and ranks on one node share the environment safely; each process opens
-its own handle lazily (one environment per path and process, shared by the cache objects there).
+One LMDB environment per (database, dataset) under ``cache_dir``; a ``meta`` record holds the dataset's lineage
+(the fingerprint of the version that created its table: appends keep it), block size and byte format
+(:mod:`~lightning_dm8.loading.cache_format`) it was filled for, and the row count its blocks were read at. Opening
+it for another lineage empties it first, so a cache made for a replaced version is never served; opening it for
+another row count of the same lineage (an append) drops only the blocks whose rows differ, from the last partial
+block on, so an append costs one block plus the new rows on the next epoch. The table's registry entry
+is kept next to it, so a run can start from a complete cache while the database server is down
+(:func:`cached_info`). Blocks are written in transactions of whole blocks: a run killed while filling leaves only
+whole blocks, and the next run fills the missing ones.
+
+The cache is private to its user. Directories are created ``0700`` and LMDB's files ``0600`` whatever the umask;
+a cache directory (or ``cache_dir`` itself) that another user owns, or that group or others can write, is refused
+(:class:`UnsafeCacheError`): whoever can write there can change what the model trains on. Each block also carries
+a checksum, checked when it is read (:class:`~lightning_dm8.loading.source.BlockSource`).
+
+LMDB's lock file makes several workers and ranks on one node share the environment safely. Each process opens its
+own handle lazily (one environment per path and process, shared by the cache objects there, through
+:class:`~lightning_dm8.db.process_local.ProcessLocal`); a forked child forgets the handles it inherited.
 """
 
 from __future__ import annotations
@@ -16,19 +26,22 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
+import stat
 import struct
 import threading
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lmdb
 
 from lightning_dm8.db.engine import Database
+from lightning_dm8.db.process_local import ProcessLocal
 from lightning_dm8.errors import LightningDM8Error
+from lightning_dm8.loading.cache_format import FORMAT
 from lightning_dm8.tables.codecs import FeatureCodec
 from lightning_dm8.tables.registry import DatasetInfo
 
@@ -37,143 +50,252 @@ _KEY = struct.Struct(">Q")
 DEFAULT_MAP_SIZE = 1 << 40
 
 
-_OPEN_CACHES: weakref.WeakSet[BlockCache] = weakref.WeakSet()
-
-# This process's open environments, by path, with their number of users. LMDB refuses to open one environment
-# twice in a process, and two data modules (or a second run in a notebook) may well use the same cache.
-_ENVIRONMENTS: dict[str, list[Any]] = {}
-_ENVIRONMENTS_LOCK = threading.Lock()
-
-
-def _acquire_environment(path: Path, map_size: int) -> lmdb.Environment:
-    """This process's environment at ``path``, opened on first use and shared by every cache object there."""
-    with _ENVIRONMENTS_LOCK:
-        entry = _ENVIRONMENTS.get(str(path))
-        if entry is None:
-            path.mkdir(parents=True, exist_ok=True)
-            env = lmdb.open(str(path), map_size=map_size, max_dbs=2, readahead=False, meminit=False,
-                            max_readers=512)
-            entry = _ENVIRONMENTS[str(path)] = [env, 0]
-        entry[1] += 1
-        return entry[0]
-
-
-def _release_environment(path: Path) -> None:
-    """One user fewer; the environment closes when its last user is done."""
-    with _ENVIRONMENTS_LOCK:
-        entry = _ENVIRONMENTS.get(str(path))
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _ENVIRONMENTS[str(path)]
-            entry[0].close()
-
-
-def _forget_inherited_environments() -> None:
-    """In a forked child, close the LMDB handles inherited from the parent, so the child can open its own.
-
-    LMDB handles must not be used across fork; closing the child's copy leaves the parent's untouched.
-    """
-    global _ENVIRONMENTS_LOCK
-    _ENVIRONMENTS_LOCK = threading.Lock()  # the parent may have held it while forking
-    for env, _ in _ENVIRONMENTS.values():
-        env.close()
-    _ENVIRONMENTS.clear()
-    for cache in list(_OPEN_CACHES):
-        cache.close_inherited()
-
-
-os.register_at_fork(after_in_child=_forget_inherited_environments)
-
-
 class CacheFullError(LightningDM8Error, OSError):
     """The cache directory ran out of space (or the LMDB map is full)."""
+
+
+class UnsafeCacheError(LightningDM8Error, PermissionError):
+    """The cache directory belongs to another user or others can write it: its blocks cannot be trusted."""
+
+
+def check_on_full(on_full: str) -> OnFull:
+    """``on_full`` if it is one of the ``cache_on_full`` choices.
+
+    Raises:
+        ValueError: naming the value and the choices.
+    """
+    choices = get_args(OnFull)
+    if on_full not in choices:
+        raise ValueError(f"cache_on_full must be one of {', '.join(map(repr, choices))}; got {on_full!r}")
+    return on_full  # type: ignore[return-value]  # checked against the Literal's values just above
 
 
 def cache_path(cache_dir: str | os.PathLike[str], db: Database, table: str) -> Path:
     """Where the cache of ``table`` lives: keyed by the database's identity (never its password) and the table."""
     url = db.sa_url
-    identity = json.dumps([db.backend, url.host, url.port, url.database, url.username, table])
+    identity = json.dumps([db.backend.name, url.host, url.port, url.database, url.username, table])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:40]
     return Path(cache_dir).expanduser() / f"{readable}-{digest}"
 
 
+# --- private directories and files ----------------------------------------------------------------------------------
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (os.geteuid(), 0)
+
+
+def _make_private_directory(path: Path) -> None:
+    """Create ``path`` and its missing parents ``0700`` (whatever the umask); check ``path`` and its parent
+    (``cache_dir``): owned by this user (or root) and not writable by group or others. A table directory an older
+    version left readable by others is made ``0700``."""
+    missing = []
+    current = path
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)  # never more than 0700, whatever the umask
+        except FileExistsError:
+            continue  # made by another process of this run just now
+        os.chmod(directory, 0o700)  # and not less, whatever the umask
+    for directory in (path.parent, path):
+        _check_directory(directory)
+    info = os.stat(path)
+    if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
+        os.chmod(path, 0o700)
+
+
+def _check_directory(directory: Path) -> None:
+    info = os.stat(directory)
+    if not _trusted_owner(info.st_uid):
+        raise UnsafeCacheError(
+            f"the cache directory {directory} belongs to {_user(info.st_uid)}, not to you ({_user(os.geteuid())}): "
+            f"blocks written there by someone else would be trained on. Set cache_dir to a directory of your own, "
+            f"or remove {directory} if you did not mean to share it"
+        )
+    writable = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if info.st_mode & bit]
+    if writable:
+        raise UnsafeCacheError(
+            f"the cache directory {directory} can be written by {' and '.join(writable)} "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}): blocks written there by someone else would be trained on. "
+            f"Run `chmod go-w {directory}` (or `chmod 700 {directory}`), or set cache_dir to a directory only you "
+            f"can write"
+        )
+
+
+def _check_files(path: Path) -> None:
+    """LMDB's files: the user's own, and readable by nobody else (tightened if an older version left them wider)."""
+    for name in ("data.mdb", "lock.mdb"):
+        file = path / name
+        info = os.stat(file)
+        if not _trusted_owner(info.st_uid):
+            raise UnsafeCacheError(
+                f"the cache file {file} belongs to {_user(info.st_uid)}, not to you ({_user(os.geteuid())}); "
+                f"remove {path} (the cache is filled again from the database) or set cache_dir elsewhere"
+            )
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(file, 0o600)
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name!r} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+# --- this process's environments ------------------------------------------------------------------------------------
+
+class _Environments:
+    """This process's open LMDB environments, by path, with their number of users (one per open cache handle).
+
+    LMDB refuses to open one environment twice in a process, and two data modules (or a second run in a notebook)
+    may well use the same cache.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, path: Path, map_size: int) -> lmdb.Environment:
+        """The environment at ``path``, opened (a private directory made and checked first) on first use."""
+        with self._lock:
+            entry = self._open.get(str(path))
+            if entry is None:
+                _make_private_directory(path)
+                env = lmdb.open(str(path), map_size=map_size, max_dbs=2, readahead=False, meminit=False,
+                                max_readers=512, mode=0o600)
+                try:
+                    _check_files(path)
+                except BaseException:
+                    env.close()
+                    raise
+                entry = self._open[str(path)] = [env, 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, path: Path) -> None:
+        """One user fewer; the environment closes when its last user is done."""
+        with self._lock:
+            entry = self._open.get(str(path))
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._open[str(path)]
+                entry[0].close()
+
+    def forget(self) -> None:
+        """In a forked child: close the environments inherited from the parent, so that this process can open its own.
+
+        LMDB handles must not be used after a fork, and py-lmdb refuses to open an environment that is still open
+        in the process. Closing the child's copy leaves the parent's files and locks alone, but it does release the
+        LMDB reader slot of the thread that forked: a process that forks workers closes its own handles first
+        (:meth:`~lightning_dm8.loading.dataset.BlockDataset.close`, called by ``DM8DataLoader`` before its workers
+        start).
+        """
+        for env, _ in self._open.values():
+            env.close()
+        self._open.clear()
+
+
+_ENVIRONMENTS: ProcessLocal[_Environments] = ProcessLocal(_Environments, forget=_Environments.forget)
+
+
+def _version(lineage: str, block_size: int) -> bytes:
+    return json.dumps({"lineage": lineage, "block_size": block_size, "format": FORMAT}).encode()
+
+
 class BlockCache:
-    """Packed blocks of one dataset table, valid for one fingerprint and block size.
+    """Packed blocks of one dataset, valid for one lineage, block size and byte format (and, with ``rows``, for that
+    many rows: blocks a different row count would change are dropped when the cache is opened).
 
     ``info``, when given, is the table's registry entry, stored with the blocks for :func:`cached_info`.
+
+    Ownership: the cache's handle on its environment is process-local (opened by the first use in a process,
+    forgotten by a forked child, empty when pickled). The :class:`~lightning_dm8.loading.dataset.BlockDataset`
+    holding the cache owns it: the dataset's :meth:`~lightning_dm8.loading.dataset.BlockDataset.close` is what
+    closes it; the block source and the cache writer only use it.
+
+    Raises:
+        ValueError: ``on_full`` is not ``"error"`` or ``"skip"``.
+        UnsafeCacheError: (at first use) the directory belongs to another user or others can write it.
     """
 
     def __init__(
-        self, path: Path, fingerprint: str, block_size: int, n_blocks: int, *,
+        self, path: Path, lineage: str, block_size: int, n_blocks: int, *,
         map_size: int = DEFAULT_MAP_SIZE, on_full: OnFull = "error", info: DatasetInfo | None = None,
+        rows: int | None = None,
     ) -> None:
         self.path = path
         self.info = info
-        self.fingerprint = fingerprint
+        self.lineage = lineage
+        self.rows = rows
         self.block_size = block_size
         self.n_blocks = n_blocks
         self.map_size = map_size
-        self.on_full = on_full
+        self.on_full = check_on_full(on_full)
         self.disabled_reason: str | None = None
-        self._env: lmdb.Environment | None = None
-        self._blocks: Any = None
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_env=None, _blocks=None, _pid=None, _lock=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._handle: ProcessLocal[tuple[lmdb.Environment, Any]] = ProcessLocal(self._open, close=self._release)
 
     def _open(self) -> tuple[lmdb.Environment, Any]:
-        if self._env is None or self._pid != os.getpid():
-            with self._lock:
-                return self._open_locked()
-        return self._env, self._blocks
-
-    def _open_locked(self) -> tuple[lmdb.Environment, Any]:
-        if self._env is None or self._pid != os.getpid():
-            env = _acquire_environment(self.path, self.map_size)
+        env = _ENVIRONMENTS.get().acquire(self.path, self.map_size)
+        try:
             # One explicit write transaction: ``open_db`` without one waits for the writer lock holding the GIL,
             # which deadlocks against a prefetch thread of this process that holds the lock and needs the GIL.
             with env.begin(write=True) as txn:
                 meta = env.open_db(b"meta", txn=txn)
                 blocks = env.open_db(b"blocks", txn=txn)
                 self._reset_if_stale(txn, meta, blocks)
-            self._env, self._blocks, self._pid = env, blocks, os.getpid()
-            _OPEN_CACHES.add(self)
-        return self._env, self._blocks
+        except BaseException:
+            _ENVIRONMENTS.get().release(self.path)
+            raise
+        return env, blocks
 
-    def close_inherited(self) -> None:
-        """Drop handles opened by the parent process (the shared environment itself is closed by the fork hook)."""
-        if self._env is not None and self._pid != os.getpid():
-            self._env = self._blocks = None
-            self._lock = threading.Lock()
+    def _release(self, handle: tuple[lmdb.Environment, Any]) -> None:
+        _ENVIRONMENTS.get().release(self.path)
 
     def _reset_if_stale(self, txn: lmdb.Transaction, meta: Any, blocks: Any) -> None:
-        expected = json.dumps({"fingerprint": self.fingerprint, "block_size": self.block_size}).encode()
+        """Empty a cache made for another lineage, block size or format, drop the blocks another row count changes,
+        store the registry entry. Writes only what changed: an unchanged cache commits nothing, so readers'
+        snapshots stay the same (see BlockSource)."""
+        expected = _version(self.lineage, self.block_size)
         if txn.get(b"version", db=meta) != expected:
             txn.drop(blocks, delete=False)
             txn.put(b"version", expected, db=meta)
-        if self.info is not None and self.info.fingerprint == self.fingerprint:
-            txn.put(b"info", _info_to_json(self.info), db=meta)
+            txn.delete(b"rows", db=meta)
+        if self.rows is not None:
+            self._keep_unchanged_blocks(txn, meta, blocks, self.rows)
+        if self.info is not None and self.info.cache_lineage == self.lineage:
+            info = _info_to_json(self.info)
+            if txn.get(b"info", db=meta) != info:
+                txn.put(b"info", info, db=meta)
+
+    def _keep_unchanged_blocks(self, txn: lmdb.Transaction, meta: Any, blocks: Any, rows: int) -> None:
+        """Block k holds the same rows at ``old`` and ``rows`` rows only if it is full under both: drop the others."""
+        stored = txn.get(b"rows", db=meta)
+        old = int(stored) if stored is not None else None
+        if old == rows:
+            return
+        if old is not None:
+            cursor = txn.cursor(db=blocks)
+            if cursor.set_range(_KEY.pack(min(old, rows) // self.block_size)):
+                while cursor.delete():
+                    pass
+        txn.put(b"rows", str(rows).encode(), db=meta)
 
     def get(self, block: int) -> bytes | None:
         """The packed block, or None when it is not cached yet."""
-        env, blocks = self._open()
+        env, blocks = self._handle.get()
         with env.begin(db=blocks) as txn:
             return txn.get(_KEY.pack(block))
 
     def reader(self) -> lmdb.Transaction:
-        """A read transaction whose ``get(key(block), buffers)`` views stay valid until it ends."""
-        env, blocks = self._open()
+        """A read transaction whose ``get(key(block))`` views stay valid until it ends; ``id()`` names the
+        snapshot it reads (equal ids: nothing was committed in between)."""
+        env, blocks = self._handle.get()
         return env.begin(db=blocks, buffers=True)
 
     @staticmethod
@@ -191,7 +313,7 @@ class BlockCache:
         """
         if self.disabled_reason is not None or not items:
             return self.disabled_reason is None
-        env, blocks = self._open()
+        env, blocks = self._handle.get()
         try:
             with env.begin(write=True, db=blocks) as txn:
                 for block, packed in items:
@@ -208,7 +330,7 @@ class BlockCache:
         return True
 
     def cached_blocks(self) -> int:
-        env, blocks = self._open()
+        env, blocks = self._handle.get()
         with env.begin(db=blocks) as txn:
             return int(txn.stat(blocks)["entries"])
 
@@ -217,17 +339,21 @@ class BlockCache:
         return self.cached_blocks() >= self.n_blocks
 
     def close(self) -> None:
-        if self._env is not None and self._pid == os.getpid():
-            _release_environment(self.path)
-        self._env = self._blocks = None
+        """Release this process's handle (it opens again on the next use)."""
+        self._handle.close()
 
 
 def cached_info(path: Path, block_size: int) -> DatasetInfo | None:
     """The registry entry stored with the cache at ``path`` if that cache holds every block of the table (for
-    ``block_size``), else None: what a run needs to start when the database cannot be reached."""
+    ``block_size``), else None: what a run needs to start when the database cannot be reached.
+
+    Raises:
+        UnsafeCacheError: the directory belongs to another user or others can write it.
+    """
     if not (path / "data.mdb").exists():
         return None
-    env = _acquire_environment(path, DEFAULT_MAP_SIZE)
+    environments = _ENVIRONMENTS.get()
+    env = environments.acquire(path, DEFAULT_MAP_SIZE)
     try:
         with env.begin() as txn:
             meta = env.open_db(b"meta", txn=txn, create=False)
@@ -237,13 +363,12 @@ def cached_info(path: Path, block_size: int) -> DatasetInfo | None:
     except lmdb.NotFoundError:
         return None
     finally:
-        _release_environment(path)
+        environments.release(path)
     if raw_info is None or raw_version is None:
         return None
     info = _info_from_json(raw_info)
-    version = json.loads(raw_version)
     complete = entries >= -(-info.row_count // block_size)
-    if version != {"fingerprint": info.fingerprint, "block_size": block_size} or not complete:
+    if raw_version != _version(info.cache_lineage, block_size) or not complete:
         return None
     return info
 
@@ -252,7 +377,8 @@ def _info_to_json(info: DatasetInfo) -> bytes:
     return json.dumps({
         "name": info.name, "row_count": info.row_count, "codec": info.codec.to_json(), "label_kind": info.label_kind,
         "fingerprint": info.fingerprint, "created_at": info.created_at.isoformat(),
-        "updated_at": info.updated_at.isoformat(),
+        "updated_at": info.updated_at.isoformat(), "version": info.version, "physical": info.physical,
+        "lineage": info.lineage,
     }).encode()
 
 
@@ -260,7 +386,8 @@ def _info_from_json(raw: bytes) -> DatasetInfo:
     data = json.loads(raw)
     created, updated = (dt.datetime.fromisoformat(data[k]) for k in ("created_at", "updated_at"))
     return DatasetInfo(data["name"], int(data["row_count"]), FeatureCodec.from_json(data["codec"]),
-                       data["label_kind"], data["fingerprint"], created, updated)
+                       data["label_kind"], data["fingerprint"], created, updated, int(data.get("version", 0)),
+                       data.get("physical", ""), data.get("lineage", ""))
 
 
 def _is_full(exc: BaseException, path: Path, needed: int) -> bool:

@@ -8,10 +8,11 @@ rather than piling up blocks in memory.
 
 from __future__ import annotations
 
-import os
+import functools
 import queue
 import threading
 
+from lightning_dm8.db.process_local import ProcessLocal
 from lightning_dm8.loading.cache import BlockCache
 
 _QUEUE_BLOCKS = 16
@@ -19,61 +20,64 @@ _TRANSACTION_BYTES = 32 << 20
 
 
 class CacheWriter:
-    """Writes ``(block, packed)`` pairs into ``cache`` from one thread per process.
+    """Writes ``(block, packed)`` pairs into ``cache`` from one thread per process (started on the first
+    :meth:`submit` in a process; a forked child starts its own).
 
     :meth:`flush` returns once everything submitted is committed (visible to every process) and re-raises a
     failure of the thread (a full cache with ``on_full="error"``); a failure also surfaces at the next
-    :meth:`submit`.
+    :meth:`submit`. The writer uses the cache, it does not close it.
     """
 
     def __init__(self, cache: BlockCache) -> None:
         self.cache = cache
-        self._pid: int | None = None
-        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(_QUEUE_BLOCKS)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._thread: ProcessLocal[_WriterThread] = ProcessLocal(
+            functools.partial(_WriterThread, cache), close=_WriterThread.stop)
 
     def submit(self, block: int, packed: bytes) -> None:
         """Queue a block for the cache (waits while the queue is full)."""
-        self._raise_error()
-        self._start()
-        self._queue.put((block, packed))
+        thread = self._thread.get()
+        thread.raise_error()
+        thread.queue.put((block, packed))
 
     def flush(self) -> None:
         """Wait until every submitted block is committed; raise what the writer thread failed with."""
-        if self._thread is not None and self._pid == os.getpid():
-            self._queue.join()
-        self._raise_error()
+        thread = self._thread.peek()
+        if thread is not None:
+            thread.queue.join()
+            thread.raise_error()
 
     def close(self) -> None:
         """Commit what is queued and stop the thread."""
-        if self._thread is not None and self._pid == os.getpid():
-            self._queue.put(None)
-            self._thread.join()
-        self._thread = None
+        self._thread.close()
 
-    def _raise_error(self) -> None:
-        error, self._error = self._error, None
+
+class _WriterThread:
+    """One process's writer thread, its queue, and the failure it has not reported yet."""
+
+    def __init__(self, cache: BlockCache) -> None:
+        self.cache = cache
+        self.queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(_QUEUE_BLOCKS)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ldm8-cache-writer", daemon=True)
+        self.thread.start()
+
+    def raise_error(self) -> None:
+        error, self.error = self.error, None
         if error is not None:
             raise error
 
-    def _start(self) -> None:
-        if self._thread is not None and self._pid == os.getpid():
-            return
-        # First use in this process (or a forked worker, which inherits the object but not the thread).
-        self._pid, self._error = os.getpid(), None
-        self._queue = queue.Queue(_QUEUE_BLOCKS)
-        self._thread = threading.Thread(target=self._run, name="ldm8-cache-writer", daemon=True)
-        self._thread.start()
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
 
     def _run(self) -> None:
         stop = False
         while not stop:
-            items = [self._queue.get()]
+            items = [self.queue.get()]
             size = len(items[0][1]) if items[0] is not None else 0
             while size < _TRANSACTION_BYTES:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self.queue.get_nowait()
                 except queue.Empty:
                     break
                 items.append(item)
@@ -81,10 +85,10 @@ class CacheWriter:
             blocks = [item for item in items if item is not None]
             stop = len(blocks) < len(items)
             try:
-                if self._error is None:
+                if self.error is None:
                     self.cache.put_many(blocks)
             except BaseException as exc:  # handed to the reading thread by flush/submit
-                self._error = exc
+                self.error = exc
             finally:
                 for _ in items:
-                    self._queue.task_done()
+                    self.queue.task_done()

@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
+from lightning_dm8.db.process_local import ProcessLocal
+from lightning_dm8.loading.assembly import assemble, group_by_block
 from lightning_dm8.loading.batches import make_batch
 from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worker_order
 from lightning_dm8.loading.prefetch import Prefetcher
 from lightning_dm8.loading.source import BlockSource
-from lightning_dm8.tables.block import Block, assemble, group_by_block
+from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.reader import TableReader
 
 _WINDOW_BATCHES = 128
@@ -48,6 +50,10 @@ class BatchEnvelope:
 class BlockDataset(IterableDataset):
     """Yields :class:`BatchEnvelope` objects for one rank; the DataLoader must use ``batch_size=None``.
 
+    The dataset owns its cache: the block source and the cache writer of each process use it, and :meth:`close`
+    is the one place that closes this process's handle on it. Its block source, prefetch threads and cache handle
+    are per process (opened on first use, forgotten by a forked worker, never pickled).
+
     Args:
         reader: reads the table (opens its connections lazily, per process and thread).
         plan: the epoch plan's configuration (row count, sizes, world size, workers, shuffle, seed).
@@ -71,13 +77,14 @@ class BlockDataset(IterableDataset):
         self.transform = transform
         self.collate = collate
         self.ticket = EpochTicket()
-        self._source: BlockSource | None = None
-        self._prefetcher: Prefetcher | None = None
+        self._source: ProcessLocal[BlockSource] = ProcessLocal(self._make_source, close=BlockSource.close)
+        self._prefetcher: ProcessLocal[Prefetcher] = ProcessLocal(self._make_prefetcher, close=Prefetcher.close)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_source=None, _prefetcher=None)
-        return state
+    def _make_source(self) -> BlockSource:
+        return BlockSource(self.reader, self.plan.block_size, self.cache)
+
+    def _make_prefetcher(self) -> Prefetcher:
+        return Prefetcher(self.prefetch_blocks, self.io_threads)
 
     def __len__(self) -> int:
         return batches_per_rank(self.plan)
@@ -87,9 +94,12 @@ class BlockDataset(IterableDataset):
         return (0, 1) if info is None else (info.id, info.num_workers)
 
     def source(self) -> BlockSource:
-        if self._source is None:
-            self._source = BlockSource(self.reader, self.plan.block_size, self.cache)
-        return self._source
+        """This process's block source."""
+        return self._source.get()
+
+    def cache_is_complete(self) -> bool:
+        """Whether the cache holds every block of the table (False without a cache)."""
+        return self.cache is not None and self.cache.is_complete()
 
     def __iter__(self) -> Iterator[BatchEnvelope]:
         worker, num_workers = self._worker()
@@ -102,11 +112,10 @@ class BlockDataset(IterableDataset):
         order = worker_order(self.plan, ticket.epoch, self.rank, worker, ticket.mode)
         skip_rows = min(len(order), self._worker_skip(worker) * self.plan.batch_size)
         order = order[skip_rows:]
-        if self._prefetcher is None:
-            self._prefetcher = Prefetcher(self.prefetch_blocks, self.io_threads)
+        source = self.source()
+        source.start_epoch()
         blocks = (self._random_access if ticket.mode == "warm" and self.plan.shuffle and self.cache is not None
                   else self._streaming)(order)
-        source = self.source()
         last = -(-len(order) // self.plan.batch_size) - 1
         for number, block in enumerate(blocks):
             if number == last:
@@ -117,12 +126,10 @@ class BlockDataset(IterableDataset):
                                 worker)
 
     def close(self) -> None:
-        """Release this process's connections, cache handle and prefetch threads."""
-        if self._prefetcher is not None:
-            self._prefetcher.close()
-            self._prefetcher = None
-        if self._source is not None:
-            self._source.close()
+        """Release this process's prefetch threads, cache writer, connections and cache handle (each opens again on
+        the next use)."""
+        self._prefetcher.close()
+        self._source.close()
         self.reader.close()
         if self.cache is not None:
             self.cache.close()
@@ -154,12 +161,11 @@ class BlockDataset(IterableDataset):
         needed = order // block_size
         first_seen = np.unique(needed, return_index=True)[1]
         sequence = needed[np.sort(first_seen)]
-        remaining = dict(zip(*np.unique(needed, return_counts=True)))
+        remaining = dict(zip(*np.unique(needed, return_counts=True), strict=True))
         # Blocks this worker needs only part of (at the edges of its share) are needed by another worker too.
         shared = {int(b) for b, count in remaining.items() if count < _span(source.bounds(int(b)))}
         loaded: dict[int, Block] = {}
-        fetched = iter(self._prefetcher.map(lambda b: source.load(b, b in shared),  # type: ignore[union-attr]
-                                            sequence.tolist()))
+        fetched = iter(self._prefetcher.get().map(lambda b: source.load(b, b in shared), sequence.tolist()))
         batch = self.plan.batch_size
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]

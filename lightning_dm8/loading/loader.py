@@ -133,15 +133,11 @@ class DM8DataLoader(DataLoader):
         epoch stays cold (each block read once). Several ranks must pick the same order without talking here, so
         they keep the rule that the first epoch filled it.
         """
-        cache = self.block_dataset.cache
-        if cache is None or self.block_dataset.plan.world_size > 1:
+        if self.block_dataset.cache is None or self.block_dataset.plan.world_size > 1:
             return True
-        try:
-            return cache.is_complete()
-        finally:
-            cache.close()
+        return self.block_dataset.cache_is_complete()
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # batches, not the Dataset items DataLoader types
         ticket = self._next_ticket()
         self.block_dataset.ticket = ticket
         self._epoch, self._mode, self._delivered = ticket.epoch, ticket.mode, ticket.skip_batches
@@ -172,6 +168,10 @@ class DM8DataLoader(DataLoader):
         which is turned into the same kind of RuntimeError here (errors raised by the dataset pass unchanged).
         """
         if self.num_workers:
+            # The workers open their own connections and cache handle: this process lets go of its own first, so
+            # that nothing of it is inherited (a worker closing an inherited LMDB environment would release this
+            # thread's reader slot).
+            self.block_dataset.close()
             _release_free_heap()
         iterator = super().__iter__()
         while True:

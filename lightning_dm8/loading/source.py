@@ -1,8 +1,9 @@
-"""BlockSource: one place that turns a block number into rows — from the cache if there, else one range query
-(whose result is then cached, by a background writer). Counts what it did, for the per-epoch statistics."""
+"""BlockSource: one place that turns a block number into rows — from the cache if there (checked), else one range
+query (whose result is then cached, by a background writer). Counts what it did, for the per-epoch statistics."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,16 +11,24 @@ from typing import Any
 
 import numpy as np
 
+from lightning_dm8.errors import DatabaseUnavailableError
+from lightning_dm8.loading.assembly import Assembler, group_by_block
 from lightning_dm8.loading.cache import BlockCache
+from lightning_dm8.loading.cache_format import CorruptBlockError, check_packed, pack_block, take_packed, unpack_block
 from lightning_dm8.loading.cache_writer import CacheWriter
-from lightning_dm8.tables.block import Assembler, Block, group_by_block, pack_block, take_packed, unpack_block
+from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.ragged import Ragged
 from lightning_dm8.tables.reader import TableReader
+
+log = logging.getLogger(__name__)
+_COUNTS = ("queries", "rows_from_db", "rows_from_cache", "bytes_from_db", "db_seconds", "padding_rows",
+           "replaced_blocks")
 
 
 @dataclass
 class LoadStats:
-    """What one epoch cost: queries, rows from the database and from the cache, bytes, seconds waiting."""
+    """What one epoch cost: queries, rows from the database and from the cache, bytes, seconds waiting, and cached
+    blocks that failed their check and were read again from the database."""
 
     queries: int = 0
     rows_from_db: int = 0
@@ -27,6 +36,7 @@ class LoadStats:
     bytes_from_db: int = 0
     db_seconds: float = 0.0
     padding_rows: int = 0
+    replaced_blocks: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -42,8 +52,7 @@ class LoadStats:
                 setattr(self, key, getattr(self, key) + value)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in
-                ("queries", "rows_from_db", "rows_from_cache", "bytes_from_db", "db_seconds", "padding_rows")}
+        return {k: getattr(self, k) for k in _COUNTS}
 
     def take(self) -> dict[str, float]:
         """The counts so far, resetting them (for handing deltas from a worker to the main process)."""
@@ -55,7 +64,17 @@ class LoadStats:
 
 
 class BlockSource:
-    """Loads aligned blocks ``[k * block_size, (k + 1) * block_size)`` of one table."""
+    """Loads aligned blocks ``[k * block_size, (k + 1) * block_size)`` of one table, in one process.
+
+    A cached block is checked before it is served (:func:`~lightning_dm8.loading.cache_format.check_packed`:
+    checksum, sizes, layout, row ids). One that fails — corrupt, truncated, or not written by this project for this
+    block — is read again from the database and replaces the bad entry; if the database cannot be reached then,
+    the read fails with :class:`DatabaseUnavailableError` naming the block and the cache. A bad block is never
+    served. The streaming path (:meth:`load`) checks every block it reads (each is read once per epoch); the warm
+    path (:meth:`rows`) checks a block the first time it reads it in an epoch and again whenever anything was
+    committed to the cache since (the LMDB snapshot changed), so a warm epoch checks each block about once per
+    process instead of once per window.
+    """
 
     def __init__(self, reader: TableReader, block_size: int, cache: BlockCache | None) -> None:
         self.reader = reader
@@ -65,10 +84,17 @@ class BlockSource:
         self.stats = LoadStats()
         info = reader.info
         self._codec, self._label_kind, self._n_rows = info.codec, info.label_kind, info.row_count
+        self._checked: set[int] = set()  # blocks checked in the snapshot ``_snapshot`` during this epoch
+        self._snapshot: int | None = None
 
     def bounds(self, block: int) -> tuple[int, int]:
         lo = block * self.block_size
         return lo, min(lo + self.block_size, self._n_rows)
+
+    def start_epoch(self) -> None:
+        """Check every cached block again before serving it (at least once per epoch and process)."""
+        self._checked.clear()
+        self._snapshot = None
 
     def load(self, block: int, shared: bool = False) -> Block:
         """The block's rows; a cache miss reads the whole block with one query and caches it.
@@ -79,10 +105,17 @@ class BlockSource:
         if self.cache is not None:
             packed = self.cache.get(block)
             if packed is not None:
-                decoded = unpack_block(packed, self._codec, self._label_kind)
+                try:
+                    self._check(packed, block)
+                    decoded = unpack_block(packed, self._codec, self._label_kind)
+                except CorruptBlockError as problem:
+                    return self._replace(block, problem)
                 self.stats.add({"rows_from_cache": len(decoded)})
                 return decoded
         return self._fetch(block, shared)
+
+    def _check(self, packed: bytes | memoryview, block: int) -> None:
+        check_packed(packed, self._codec, self._label_kind, *self.bounds(block))
 
     def _fetch(self, block: int, shared: bool = False) -> Block:
         lo, hi = self.bounds(block)
@@ -91,11 +124,27 @@ class BlockSource:
         elapsed = time.perf_counter() - start
         packed = pack_block(decoded, self._codec, self._label_kind) if self.writer is not None else None
         if packed is not None and shared:
-            self.cache.put(block, packed)  # type: ignore[union-attr]
+            self.cache.put(block, packed)  # type: ignore[union-attr]  # a writer exists only with a cache
         elif packed is not None:
-            self.writer.submit(block, packed)  # type: ignore[union-attr]
+            self.writer.submit(block, packed)  # type: ignore[union-attr]  # packed only with a writer
         self.stats.add({"queries": 1, "rows_from_db": len(decoded), "db_seconds": elapsed,
                         "bytes_from_db": len(packed) if packed is not None else _nbytes(decoded)})
+        return decoded
+
+    def _replace(self, block: int, problem: CorruptBlockError) -> Block:
+        """The block read again from the database, its bad cache entry replaced (committed before returning)."""
+        lo, hi = self.bounds(block)
+        where = (f"cached block {block} (rows {lo}..{hi - 1}) of {self.reader.info.name!r} in "
+                 f"{self.cache.path if self.cache is not None else 'the cache'}")
+        log.warning("%s is not what this project cached (%s); reading it again from the database", where, problem)
+        try:
+            decoded = self._fetch(block, shared=True)
+        except DatabaseUnavailableError as exc:
+            raise DatabaseUnavailableError(
+                f"{where} is not what this project cached ({problem}), and reading it again from the database "
+                f"failed: {exc}. It is never served: run again once the database is reachable"
+            ) from exc
+        self.stats.add({"replaced_blocks": 1})
         return decoded
 
     def cached_row_bytes(self) -> int:
@@ -110,7 +159,8 @@ class BlockSource:
             self.writer.flush()
 
     def close(self) -> None:
-        """Finish writing queued blocks into the cache and stop the writer thread."""
+        """Finish writing queued blocks into the cache and stop the writer thread (the cache itself stays open:
+        its owner is the dataset)."""
         if self.writer is not None:
             self.writer.close()
 
@@ -121,17 +171,31 @@ class BlockSource:
         """
         assembler = Assembler(len(row_ids))
         from_cache = 0
-        with self.cache.reader() as txn:  # type: ignore[union-attr]
+        with self.cache.reader() as txn:  # type: ignore[union-attr]  # the warm path runs only with a cache
+            if txn.id() != self._snapshot:
+                self._checked.clear()  # something was committed since: check blocks again
+                self._snapshot = txn.id()
             for block, group in group_by_block(row_ids, self.block_size):
                 positions = row_ids[group] - block * self.block_size
-                view = txn.get(BlockCache.key(block))
-                if view is None:
-                    assembler.add(self._fetch(block).take(positions), group)
-                else:
-                    assembler.add(take_packed(view, self._codec, self._label_kind, positions), group)
-                    from_cache += len(group)
+                part, cached = self._take_cached(txn.get(BlockCache.key(block)), block, positions)
+                assembler.add(part, group)
+                from_cache += len(group) if cached else 0
         self.stats.add({"rows_from_cache": from_cache})
         return assembler.result()
+
+    def _take_cached(self, view: bytes | memoryview | None, block: int, positions: np.ndarray) -> tuple[Block, bool]:
+        """Rows ``positions`` of ``block`` from its cache entry ``view`` (checked once per snapshot) or, when it is
+        missing or bad, from the database; and whether they came from the cache."""
+        if view is None:
+            return self._fetch(block).take(positions), False
+        try:
+            if block not in self._checked:
+                self._check(view, block)
+                self._checked.add(block)
+            return take_packed(view, self._codec, self._label_kind, positions), True
+        except CorruptBlockError as problem:
+            self._checked.discard(block)
+            return self._replace(block, problem).take(positions), False
 
 
 def _nbytes(block: Block) -> int:

@@ -1,5 +1,6 @@
 """The LMDB block cache: one environment per path and process shared by every cache object, staleness by
-fingerprint, fork safety, and no deadlock between a writing prefetch thread and a second opener."""
+fingerprint, fork safety (workers never disturb the main process's handle), and no deadlock between a writing
+prefetch thread and a second opener."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lightning_dm8.db.engine import Database
+from lightning_dm8.loading import cache as cache_module
 from lightning_dm8.loading.cache import BlockCache, cache_path
+from loading.support import make_dm, write_labelled
 
 
 def test_two_caches_on_one_path_share_the_environment(tmp_path: Path) -> None:
@@ -86,3 +89,23 @@ def test_cache_path_names_the_table_and_never_the_password(tmp_path: Path) -> No
     assert "s3cret" not in str(path)
     assert cache_path(tmp_path, Database("postgresql+psycopg://alice:other@db.example:5432/train"), "images/v2") == path
     assert cache_path(tmp_path, db, "images/v3") != path
+
+
+def test_a_loader_with_workers_holds_no_cache_handle_while_they_run(tmp_path: Path) -> None:
+    """A worker forgets the LMDB environment it inherited by closing it, which releases the reader slot of the thread
+    that forked (py-lmdb refuses a second open otherwise). So the loader closes its own handle before starting
+    workers: the main process has nothing open for them to inherit."""
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    write_labelled(url, "data", 600)
+    dm = make_dm(url, "data", tmp_path / "cache", block_size=64, num_workers=2)
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    cache = dm.datasets["train"].cache
+    for _ in range(2):  # cold, then warm (the main process opened the cache to see that it is complete)
+        for number, _ in enumerate(loader):
+            if number == 0:
+                registry = cache_module._ENVIRONMENTS.peek()
+                assert registry is None or str(cache.path) not in registry._open, "open in the main process"
+    assert dm.epoch_stats["train"].rows_from_cache == 600  # the warm epoch read only the cache
+    dm.teardown("fit")

@@ -83,7 +83,7 @@ def test_workers_own_contiguous_batches_of_the_rank_share(cfg: PlanConfig) -> No
         sizes = [hi - lo for lo, hi in ranges]
         assert max(sizes) - min(sizes) <= 1
         rank_rows = np.concatenate(orders)
-        for (lo, hi), rows in zip(ranges, orders):
+        for (lo, hi), rows in zip(ranges, orders, strict=True):
             expected = rank_rows[lo * cfg.batch_size : hi * cfg.batch_size]
             assert sorted(rows.tolist()) == sorted(expected.tolist())
         if not cfg.shuffle:
@@ -99,7 +99,8 @@ def test_orders_are_a_function_of_seed_and_epoch(mode: str) -> None:
     first = rank_orders(cfg, 2, mode)
     for again, same in ((rank_orders(cfg, 2, mode), True), (rank_orders(cfg, 3, mode), False),
                         (rank_orders(other_seed, 2, mode), False)):
-        equal = all(np.array_equal(a, b) for ra, rb in zip(first, again) for a, b in zip(ra, rb))
+        equal = all(np.array_equal(a, b)
+                    for ra, rb in zip(first, again, strict=True) for a, b in zip(ra, rb, strict=True))
         assert equal is same
 
 
@@ -137,8 +138,8 @@ def test_cold_first_epoch_is_measurably_shuffled(seed: int) -> None:
 
 def test_unshuffled_orders_ignore_seed_and_epoch() -> None:
     cfg = PlanConfig(n_rows=300, block_size=16, batch_size=8, world_size=3, num_workers=2, seed=1)
-    assert all(np.array_equal(a, b) for a, b in zip(
-        np.concatenate(rank_orders(cfg, 0, "cold")[1]), np.concatenate(rank_orders(cfg, 5, "warm")[1])))
+    cold, warm = (np.concatenate(rank_orders(cfg, epoch, mode)[1]) for epoch, mode in ((0, "cold"), (5, "warm")))
+    assert np.array_equal(cold, warm)
 
 
 def test_padding_repeats_the_first_rows_of_the_epoch() -> None:

@@ -45,7 +45,8 @@ def test_orders_are_shuffled_and_reproducible(table: str, tmp_path: Path, num_wo
     assert not np.array_equal(cold, warm)
 
     # Same (seed, epoch) in fresh loaders: the same orders, whether the cache is fresh, complete, or absent.
-    assert all(np.array_equal(a, b) for a, b in zip(epochs(table, tmp_path / "fresh", 1, 2, num_workers), (cold, warm)))
+    assert all(np.array_equal(a, b) for a, b in zip(epochs(table, tmp_path / "fresh", 1, 2, num_workers), (cold, warm),
+                                                         strict=True))
     assert np.array_equal(epochs(table, None, 1, 1, num_workers)[0], cold)
     assert not np.array_equal(epochs(table, None, 2, 1, num_workers)[0], cold)
 

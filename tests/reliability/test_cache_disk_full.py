@@ -24,7 +24,8 @@ BLOCK = 20  # 20 KiB blocks: the 2 MB disk takes some blocks (or batches of bloc
 def small_disk(tmp_path):
     mount_point = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+    # mode=0700: a fresh tmpfs is 1777 like /tmp, and the cache refuses a directory others can write.
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount_point)],
                           check=False, capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a 2 MB tmpfs here ({done.stderr.strip()}): the disk-full test needs it")

@@ -77,7 +77,8 @@ def test_two_runs_sharing_cache_dir_and_database_both_get_correct_data(backend, 
         with np.load(out) as data:
             epoch, ids, crc = data["epoch"], data["ids"], data["crc"]
             last_queries = int(data["queries"][0])
-        np.testing.assert_array_equal(crc, expected[ids], err_msg=f"run {i} trained on rows that differ from the source")
+        np.testing.assert_array_equal(crc, expected[ids],
+                                      err_msg=f"run {i} trained on rows that differ from the source")
         for e in range(EPOCHS):
             assert_exactly_once(ids[epoch == e], N_ROWS)
         print(f"\n{backend} run {i}: {len(ids)} rows over {EPOCHS} epochs, all checksums equal the source; "

@@ -63,7 +63,8 @@ def _write_forever(url: str, name: str, signal_path) -> None:
 
     @sa.event.listens_for(db.engine, "before_cursor_execute")
     def _seen(_conn, _cursor, statement, *_args) -> None:
-        found = re.search(r"CREATE TABLE\s+\W?(ldm8_tmp_[0-9a-f]+)", statement)
+        # The table the rows go into before anything points at them: a staging table or a new version's table.
+        found = re.search(r"CREATE TABLE\s+\W?(ldm8_(?:tmp|d)_[0-9a-z_]+)", statement)
         if found:
             staging.append(found.group(1))
 

@@ -43,7 +43,8 @@ for epoch in range(2):
                 if mem:
                     old = peaks.get(pid, {})
                     peaks[pid] = {k: max(v, old.get(k, 0)) for k, v in mem.items()}
-    assert (seen == 1).all(), f"rows not delivered exactly once: {(seen == 0).sum()} missing, {(seen > 1).sum()} repeated"
+    assert (seen == 1).all(), (
+        f"rows not delivered exactly once: {(seen == 0).sum()} missing, {(seen > 1).sum()} repeated")
     stats = dm.epoch_stats["train"].as_dict()
     epochs.append({"seconds": time.perf_counter() - start, "workers": list(peaks.values()),
                    "queries": stats["queries"], "rows_from_cache": stats["rows_from_cache"]})
@@ -77,7 +78,8 @@ def test_worker_memory_does_not_grow_with_the_table(tmp_path) -> None:
         results[n] = measure(url, name, n, tmp_path / f"cache{n}")
         print(f"\n{backend} {n} rows: written in {written:.1f} s; " + "; ".join(
             f"epoch {e} ({'cold' if e == 0 else 'warm'}): {r['seconds']:.1f} s, {r['queries']} queries, worker VmHWM "
-            f"{[w['VmHWM'] // 1024 for w in r['workers']]} MB, RssAnon {[w['RssAnon'] // 1024 for w in r['workers']]} MB"
+            f"{[w['VmHWM'] // 1024 for w in r['workers']]} MB, "
+            f"RssAnon {[w['RssAnon'] // 1024 for w in r['workers']]} MB"
             for e, r in enumerate(results[n])))
     for n, epochs in results.items():
         assert epochs[1]["queries"] == 0 and epochs[1]["rows_from_cache"] >= n, "the warm epoch queried the database"
