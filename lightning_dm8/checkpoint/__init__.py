@@ -1,4 +1,4 @@
-"""Checkpoints and predictions in the database: ``DM8Checkpoint``, ``DM8CheckpointIO``, ``DM8PredictionWriter``.
+"""Checkpoints in the database: ``DM8Checkpoint``, ``DM8CheckpointIO`` (predictions: :mod:`lightning_dm8.predictions`).
 
 Usage (one callback; the password goes in the environment variable ``LIGHTNING_DM8_PASSWORD``, never in YAML)::
 
@@ -23,10 +23,18 @@ monitored metric and mode, size, SHA-256, model class, ``complete``) and ``<tabl
 cleaned by the run's next save) and every load verifies size and SHA-256. The database password is masked out of
 checkpoints, the model table and the hyperparameters loggers write.
 
+Nothing stored runs: every load from the model table rebuilds only tensors and plain data (``torch.load`` with
+``weights_only=True``) and refuses anything else with :class:`UnsafeCheckpointError`, so whoever can write the table
+cannot make a loading process run code. For a checkpoint you trust (you saved it, nobody else can write the table),
+pass ``weights_only=False`` (``load_checkpoint(..., weights_only=False)``, ``trainer.fit(..., weights_only=False)``):
+it loads any object, with an :class:`UnsafeLoadWarning`. Header rows whose sizes cannot be true are refused
+(:class:`CheckpointCorruptError`) before any byte is read. Retention deletes only checkpoints of its own callback's
+monitor and mode.
+
 Modules: ``schema`` (the tables), ``paths`` (which path names which row), ``store`` (chunked, atomic, verified
-bytes), ``policy`` (best, retention), ``records`` (header rows), ``secrets`` (masking), ``io`` (the CheckpointIO),
-``callback`` (the ModelCheckpoint users add), ``api`` (functions), ``commands`` (CLI), ``predictions`` and
-``prediction_rows`` (the prediction writer).
+bytes), ``unpickle`` (what a load may rebuild), ``policy`` (best, retention), ``records`` (header rows), ``secrets``
+(masking), ``io`` (the CheckpointIO), ``callback`` (the ModelCheckpoint users add), ``api`` (functions); the command
+line is in :mod:`lightning_dm8.cli`.
 """
 
 from lightning_dm8.checkpoint.api import delete_checkpoints, export_checkpoint, list_checkpoints, load_checkpoint
@@ -37,11 +45,12 @@ from lightning_dm8.checkpoint.errors import (
     CheckpointNotFoundError,
     CheckpointSecretError,
     InvalidCheckpointPathError,
+    UnsafeCheckpointError,
+    UnsafeLoadWarning,
 )
 from lightning_dm8.checkpoint.io import DM8CheckpointIO
 from lightning_dm8.checkpoint.paths import checkpoint_dirpath, format_ckpt_path, parse_ckpt_path
 from lightning_dm8.checkpoint.policy import Retention
-from lightning_dm8.checkpoint.predictions import DM8PredictionWriter
 from lightning_dm8.checkpoint.records import CheckpointInfo
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE
 
@@ -54,9 +63,10 @@ __all__ = [
     "CheckpointSecretError",
     "DM8Checkpoint",
     "DM8CheckpointIO",
-    "DM8PredictionWriter",
     "InvalidCheckpointPathError",
     "Retention",
+    "UnsafeCheckpointError",
+    "UnsafeLoadWarning",
     "checkpoint_dirpath",
     "delete_checkpoints",
     "export_checkpoint",

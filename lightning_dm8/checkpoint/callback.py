@@ -7,7 +7,8 @@ the strategy from ``setup()``. Lightning runs callback ``setup`` before it resto
 ``trainer.fit(model, ckpt_path="dm8:<run>:best")`` already loads through the database.
 
 Retention runs in the database after every save (inside the IO, so it stays ordered with asynchronous saves):
-keep the ``save_top_k`` best by ``monitor`` and the ``keep_last_n`` newest periodic checkpoints, delete the rest.
+keep the ``save_top_k`` best by ``monitor`` and the ``keep_last_n`` newest periodic checkpoints, delete the rest. Each
+callback's policy covers only the checkpoints it saved (its monitor and mode): several callbacks can share a run.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from typing_extensions import override
 
 from lightning_dm8.checkpoint.errors import CheckpointNotFoundError
 from lightning_dm8.checkpoint.io import DM8CheckpointIO
 from lightning_dm8.checkpoint.paths import check_run, checkpoint_dirpath, parse_virtual_path
-from lightning_dm8.checkpoint.policy import Retention
-from lightning_dm8.checkpoint.records import META_KEY, finite_or_none
+from lightning_dm8.checkpoint.policy import Retention, check_mode
+from lightning_dm8.checkpoint.records import META_KEY, CheckpointInfo, finite_or_none
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, check_table_name
 from lightning_dm8.checkpoint.secrets import mask_logged_hparams, secrets_of
-from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE
+from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE, CheckpointStore
+from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
 from lightning_dm8.errors import InvalidInputError, LightningDM8Error
 
@@ -43,7 +46,9 @@ class DM8Checkpoint(ModelCheckpoint):
             checkpoint, the model table and the logged hyperparameters either way.
         run: the name grouping this training's checkpoints (versions count up per run).
         table: model table name (``<table>_chunks`` holds the bytes).
-        monitor, mode: the metric ranking checkpoints (``"min"``/``"max"``); None ranks by recency.
+        monitor, mode: the metric ranking checkpoints (``"min"``/``"max"``); None ranks by recency. Retention deletes
+            only checkpoints this callback saved (this monitor and mode): a second callback on the same run, on
+            another metric, keeps its own.
         save_top_k: how many of the best periodic checkpoints to keep (-1: all, 0: none).
         save_last: also keep a checkpoint named ``last`` replaced at every save (``"link"`` is not supported: there
             are no files to link).
@@ -77,15 +82,13 @@ class DM8Checkpoint(ModelCheckpoint):
     ) -> None:
         check_run(run)
         check_table_name(table)
+        check_mode(mode, "DM8Checkpoint")
         if save_last not in (True, False):
             raise InvalidInputError(
                 f"DM8Checkpoint(save_last={save_last!r}): use True or False; 'link' makes a file system link, and "
                 f"checkpoints in the database have no files"
             )
-        if keep_last_n is not None and keep_last_n < 1:
-            raise ValueError(f"keep_last_n must be None or at least 1; got {keep_last_n}")
-        if save_top_k < -1:
-            raise ValueError(f"save_top_k must be -1 (keep all), 0 or more; got {save_top_k}")
+        retention = Retention(monitor=monitor, mode=mode, save_top_k=save_top_k, keep_last_n=keep_last_n)
         # ModelCheckpoint only saves what enters its own top k; the database keeps more when asked (the n newest,
         # or the k newest without a monitor), so then every trigger is saved and retention prunes.
         keeps_more = keep_last_n is not None or (monitor is None and save_top_k > 1)
@@ -107,13 +110,16 @@ class DM8Checkpoint(ModelCheckpoint):
         self.run = run
         self.table = table
         self.chunk_size = chunk_size
-        self.retention = Retention(monitor=monitor, mode=mode, save_top_k=save_top_k, keep_last_n=keep_last_n)
+        self.retention = retention
         self._io: DM8CheckpointIO | None = None
+        self._saving: str | None = None
 
+    @override
     def __repr__(self) -> str:
         return f"{type(self).__name__}(run={self.run!r}, table={self.table!r})"
 
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(
             run=self.run, table=self.table, monitor=self.monitor, mode=self.mode,
@@ -128,30 +134,52 @@ class DM8Checkpoint(ModelCheckpoint):
             raise RuntimeError("DM8Checkpoint.checkpoint_io is available once the Trainer has called setup()")
         return self._io
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._io = install_checkpoint_io(trainer, self.url, self.table, self.chunk_size)
-        self._io.set_retention(self.run, self.retention, self.table)
+        self._io.add_retention(self.run, self.retention, self.table)
         super().setup(trainer, pl_module, stage)
         secrets = secrets_of(self._io.db)
         mask_logged_hparams(pl_module, secrets)
-        if trainer.datamodule is not None:
-            mask_logged_hparams(trainer.datamodule, secrets)
+        datamodule = getattr(trainer, "datamodule", None)  # set by Lightning at fit/validate/test/predict time
+        if datamodule is not None:
+            mask_logged_hparams(datamodule, secrets)
 
+    @override
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        """ModelCheckpoint's one way to save (top k, every n, ``last``): noted, so that the header of this save
+        records this callback's monitor and mode and not those of another callback of the same run."""
+        self._saving = filepath
+        try:
+            super()._save_checkpoint(trainer, filepath)
+        finally:
+            self._saving = None
+
+    @override
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        """Record what the model table's header needs: the model class and this run's monitored value."""
+        """Record what the model table's header needs: the model class and this run's monitored value.
+
+        Every callback sees every save. The callback that is saving writes the run's entry; the others only fill it
+        when nobody did (a save by hand, ``trainer.save_checkpoint``), so each periodic checkpoint carries the
+        metric of the callback whose retention owns it.
+        """
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
         meta = checkpoint.setdefault(META_KEY, {})
         meta["model_class"] = f"{type(pl_module).__module__}.{type(pl_module).__qualname__}"
+        runs = meta.setdefault("runs", {})
+        if self._saving is None and self.run in runs:
+            return
         value = trainer.callback_metrics.get(self.monitor) if self.monitor else None
-        meta.setdefault("runs", {})[self.run] = {
+        runs[self.run] = {
             "monitor": self.monitor,
             "monitor_value": finite_or_none(value),
             "monitor_mode": self.mode if self.monitor else None,
             "last_path": self.last_model_path or None,
         }
 
+    @override
     def file_exists(self, filepath: Any, trainer: pl.Trainer) -> bool:
         """Whether a checkpoint of that name is in the database (ModelCheckpoint asks to add ``-v1`` suffixes)."""
         exists = False
@@ -162,7 +190,7 @@ class DM8Checkpoint(ModelCheckpoint):
         return trainer.strategy.reduce_boolean_decision(exists, all=False)
 
 
-def _infos_or_empty(store: Any, run: str) -> list[Any]:
+def _infos_or_empty(store: CheckpointStore, run: str) -> list[CheckpointInfo]:
     try:
         return store.infos(run)
     except CheckpointNotFoundError:  # no model table yet
@@ -175,7 +203,7 @@ def install_checkpoint_io(trainer: pl.Trainer, url: str | Database, table: str, 
     strategy = trainer.strategy
     current = strategy.checkpoint_io
     inner = current.checkpoint_io if isinstance(current, AsyncCheckpointIO) else current
-    wanted = Database(url) if not isinstance(url, Database) else url
+    wanted = as_database(url)
     if isinstance(inner, DM8CheckpointIO):
         if inner.db.sa_url != wanted.sa_url:
             raise LightningDM8Error(

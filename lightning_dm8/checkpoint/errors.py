@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from lightning_dm8.errors import LightningDM8Error
 
 
@@ -26,3 +28,16 @@ class CheckpointConflictError(LightningDM8Error):
 
 class CheckpointSecretError(LightningDM8Error, ValueError):
     """The serialised checkpoint still holds the database password inside an object that cannot be masked."""
+
+
+class UnsafeCheckpointError(LightningDM8Error, pickle.UnpicklingError):
+    """A stored checkpoint holds objects that ``torch.load(weights_only=True)`` does not rebuild.
+
+    Loads from the database rebuild only tensors and plain data, so that nothing stored there can run code. A
+    checkpoint the caller trusts loads with ``weights_only=False`` (or with its classes allowed through
+    ``torch.serialization.add_safe_globals``).
+    """
+
+
+class UnsafeLoadWarning(UserWarning):
+    """A checkpoint is being loaded from the database with ``weights_only=False``: unpickling it can run code."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
-from lightning.pytorch.plugins.io.torch_plugin import TorchCheckpointIO
+from typing_extensions import override
 
 from lightning_dm8.checkpoint.errors import CheckpointNotFoundError, InvalidCheckpointPathError
 from lightning_dm8.checkpoint.paths import (
@@ -31,13 +32,26 @@ from lightning_dm8.checkpoint.records import meta_from_checkpoint
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, KIND_MANUAL, KIND_PERIODIC, check_table_name
 from lightning_dm8.checkpoint.secrets import mask_secrets, secrets_of, serialize_checkpoint
 from lightning_dm8.checkpoint.store import DEFAULT_CHUNK_SIZE, CheckpointStore
+from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
+from lightning_dm8.db.process_local import ProcessLocal
 
 log = logging.getLogger(__name__)
 
 
 def _cpu(storage: Any, location: Any) -> Any:
     return storage
+
+
+class _Handles:
+    """What each process of a ``DM8CheckpointIO`` opens for itself: its stores and its locks."""
+
+    def __init__(self) -> None:
+        self.stores: dict[str, CheckpointStore] = {}
+        self.lock = threading.Lock()
+        # AsyncCheckpointIO saves from a worker thread while ModelCheckpoint removes from the training loop: writes
+        # take turns, so a remove never deletes bytes that a save in flight is about to point at.
+        self.writing = threading.RLock()
 
 
 class DM8CheckpointIO(CheckpointIO):
@@ -54,45 +68,30 @@ class DM8CheckpointIO(CheckpointIO):
 
     def __init__(self, url: str | Database, table: str = DEFAULT_TABLE, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         check_table_name(table)
-        self.db = url if isinstance(url, Database) else Database(url)
+        self.db = as_database(url)
         self.table = table
         self.chunk_size = int(chunk_size)
-        self._stores: dict[str, CheckpointStore] = {}
-        self._retention: dict[tuple[str, str], Retention] = {}
-        self._lock = threading.Lock()
-        # AsyncCheckpointIO saves from a worker thread while ModelCheckpoint removes from the training loop: writes
-        # take turns, so a remove never deletes bytes that a save in flight is about to point at.
-        self._writing = threading.RLock()
+        self._retention: dict[tuple[str, str], set[Retention]] = {}
+        # Picklable for spawned DDP processes: stores and locks are opened again on the other side.
+        self._handles: ProcessLocal[_Handles] = ProcessLocal(_Handles)
 
+    @override
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.db.url!r}, table={self.table!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Picklable for spawned DDP processes: locks and stores are rebuilt on the other side."""
-        state = self.__dict__.copy()
-        state.update(_stores={}, _lock=None, _writing=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self._writing = threading.RLock()
 
     def store(self, table: str | None = None) -> CheckpointStore:
         """The store of ``table`` (default: this IO's table)."""
         name = table or self.table
-        with self._lock:
-            if name not in self._stores:
-                self._stores[name] = CheckpointStore(self.db, name, self.chunk_size)
-            return self._stores[name]
+        handles = self._handles.get()
+        with handles.lock:
+            if name not in handles.stores:
+                handles.stores[name] = CheckpointStore(self.db, name, self.chunk_size)
+            return handles.stores[name]
 
-    def set_retention(self, run: str, policy: Retention | None, table: str | None = None) -> None:
-        """Prune ``run`` by ``policy`` after each of its saves (None: keep everything)."""
-        key = (table or self.table, run)
-        if policy is None:
-            self._retention.pop(key, None)
-        else:
-            self._retention[key] = policy
+    def add_retention(self, run: str, policy: Retention, table: str | None = None) -> None:
+        """Prune ``run`` by ``policy`` after each of its saves, beside the policies already added for it: each
+        deletes only the checkpoints saved under its own monitor and mode (see :func:`versions_to_delete`)."""
+        self._retention.setdefault((table or self.table, run), set()).add(policy)
 
     def resolve_path(self, path: _PATH) -> CheckpointRef | None:
         """The checkpoint a path names (its table filled in), or None for an ordinary file path."""
@@ -103,6 +102,7 @@ class DM8CheckpointIO(CheckpointIO):
 
     # -- CheckpointIO ----------------------------------------------------------------------------------------------
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         """Serialise with ``torch.save`` (password masked) and store it under the checkpoint name ``path`` gives."""
         if storage_options is not None:
@@ -123,27 +123,35 @@ class DM8CheckpointIO(CheckpointIO):
         meta = meta_from_checkpoint(checkpoint, ref.run, str(ref.selector), kind, str(path))
         store = self.store(ref.table)
         payload = serialize_checkpoint(checkpoint, secrets, f"{ref.run!r} in {store.where}")
-        with self._writing:
+        with self._handles.get().writing:
             info = store.save(ref.run, payload, meta)
             log.info("saved checkpoint %r version %d (%s) to %s", info.run, info.version, info.name, store.where)
-            policy = self._retention.get((store.table, ref.run))
-            if policy is not None:
-                self.prune(ref.run, policy, ref.table)
+            policies = self._retention.get((store.table, ref.run))
+            if policies:
+                self.prune(ref.run, policies, ref.table)
 
-    def prune(self, run: str, policy: Retention, table: str | None = None) -> list[int]:
-        """Delete the periodic checkpoints of ``run`` that ``policy`` does not keep; returns their versions."""
+    def prune(self, run: str, policies: Retention | Iterable[Retention], table: str | None = None) -> list[int]:
+        """Delete the periodic checkpoints of ``run`` that a policy owns and none keeps; returns their versions."""
         store = self.store(table)
-        with self._writing:
-            victims = versions_to_delete(store.infos(run), policy)
+        with self._handles.get().writing:
+            victims = versions_to_delete(store.infos(run), policies)
             if victims:
                 store.delete(run, victims)
                 log.info("retention removed versions %s of run %r from %s", victims, run, store.where)
         return victims
 
+    @override
     def load_checkpoint(
         self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        """Load from the model table (``dm8:`` and virtual paths) or from a file; maps to CPU unless told otherwise."""
+        """Load from the model table (``dm8:`` and virtual paths) or from a file; maps to CPU unless told otherwise.
+
+        ``weights_only`` as Lightning documents it (``trainer.fit(..., weights_only=...)`` passes it here): from the
+        database, ``None`` and ``True`` rebuild only tensors and plain data and raise
+        :class:`~lightning_dm8.checkpoint.errors.UnsafeCheckpointError` for anything else; ``False`` loads any object
+        of a checkpoint you trust, with an :class:`~lightning_dm8.checkpoint.errors.UnsafeLoadWarning`. A file is
+        read by ``TorchCheckpointIO`` (``None`` is ``torch.load``'s default, ``True`` since torch 2.6).
+        """
         location: Callable[..., Any] | Any = _cpu if map_location is None else map_location
         ref = self.resolve_path(path)
         if ref is None:
@@ -153,6 +161,7 @@ class DM8CheckpointIO(CheckpointIO):
         log.info("loading checkpoint %r version %d (%s) from %s", info.run, info.version, info.name, store.where)
         return store.load(info, location, weights_only)
 
+    @override
     def remove_checkpoint(self, path: _PATH) -> None:
         """Delete what ``path`` names; nothing there is not an error (removes may race an async save)."""
         ref = self.resolve_path(path)
@@ -161,7 +170,7 @@ class DM8CheckpointIO(CheckpointIO):
             return
         store = self.store(ref.table)
         try:
-            with self._writing:
+            with self._handles.get().writing:
                 if isinstance(ref.selector, str) and ref.selector not in (BEST, LATEST):
                     store.delete_named(ref.run, ref.selector)
                 else:
@@ -169,6 +178,7 @@ class DM8CheckpointIO(CheckpointIO):
         except CheckpointNotFoundError:
             log.debug("nothing to remove at %s", path)
 
+    @override
     def teardown(self) -> None:
         """Close this process's connections (they reopen lazily if the Trainer runs again)."""
         self.db.dispose()

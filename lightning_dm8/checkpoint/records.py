@@ -9,12 +9,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lightning_dm8.checkpoint.errors import CheckpointCorruptError
 from lightning_dm8.checkpoint.schema import KIND_LAST, KIND_PERIODIC
 
 _LAST_NAME = re.compile(r"^last(-v\d+)?$")  # ModelCheckpoint's own names for its `last` checkpoint
 
 META_KEY = "lightning_dm8"
 """Key that ``DM8Checkpoint`` adds to each checkpoint dict: the model class and, per run, the monitored metric."""
+
+MAX_CHECKPOINT_BYTES = 1 << 40
+"""The largest checkpoint a header may claim (1 TiB). A load holds the whole checkpoint in memory, so anything
+larger cannot be loaded anyway; a header claiming more was not written by this project."""
+MAX_CHUNK_BYTES = 1 << 32
+"""The largest value one chunk row can hold on any backend (MySQL's LONGBLOB; PostgreSQL and DM8 allow less)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,9 @@ def info_from_row(row: Any) -> CheckpointInfo:
 
 
 def info_from_mapping(m: Mapping[str, Any]) -> CheckpointInfo:
-    return CheckpointInfo(
+    """A header row as a :class:`CheckpointInfo`; :class:`CheckpointCorruptError` when its sizes do not hold
+    together (checked here, before any reader allocates a buffer of the recorded size)."""
+    info = CheckpointInfo(
         run=m["run"], version=int(m["version"]), name=m["name"], kind=m["kind"],
         epoch=_int_or_none(m["epoch"]), global_step=_int_or_none(m["global_step"]), monitor=m["monitor"],
         monitor_value=None if m["monitor_value"] is None else float(m["monitor_value"]),
@@ -71,6 +80,30 @@ def info_from_mapping(m: Mapping[str, Any]) -> CheckpointInfo:
         sha256=m["sha256"], chunk_count=int(m["chunk_count"]), model_class=m["model_class"],
         complete=bool(m["complete"]), data_version=int(m["data_version"]),
     )
+    problem = header_problem(info)
+    if problem:
+        raise CheckpointCorruptError(
+            f"the header row of checkpoint {info.run!r} version {info.version} is corrupt: {problem}. Nothing of it "
+            f"is read; delete it by its number (lightning-dm8 checkpoints delete {info.run} {info.version}, or "
+            f"delete_checkpoints(url, {info.run!r}, [{info.version}]))."
+        )
+    return info
+
+
+def header_problem(info: CheckpointInfo) -> str | None:
+    """What is impossible about the numbers of a header row, or None: a save writes ``size_bytes`` bytes in
+    ``chunk_count`` chunk rows of at most :data:`MAX_CHUNK_BYTES`, owned by ``data_version`` (this version or an
+    earlier one with the same bytes)."""
+    size, count = info.size_bytes, info.chunk_count
+    if info.version < 1 or not 1 <= info.data_version <= info.version:
+        return f"version {info.version} with its bytes in version {info.data_version}"
+    if size < 0 or count < 0:
+        return f"it records {size} bytes in {count} chunks"
+    if size > MAX_CHECKPOINT_BYTES:
+        return f"it claims {size} bytes, more than the {MAX_CHECKPOINT_BYTES} bytes a checkpoint can have"
+    if (size == 0) != (count == 0) or count > size or size > count * MAX_CHUNK_BYTES:
+        return f"{size} bytes cannot fill {count} chunks"
+    return None
 
 
 def _int_or_none(value: Any) -> int | None:

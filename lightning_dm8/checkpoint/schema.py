@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from lightning_dm8.checkpoint.errors import InvalidCheckpointPathError
-from lightning_dm8.db.schema import binary_type
+from lightning_dm8.db import names
+from lightning_dm8.db.backends import Backend
 
 DEFAULT_TABLE = "ldm8_checkpoints"
 CHUNKS_SUFFIX = "_chunks"
 MAX_NAME_LENGTH = 255
-_MAX_TABLE_LENGTH = 56  # PostgreSQL identifiers stop at 63 bytes and the chunk table adds "_chunks"
 
 KIND_PERIODIC = "periodic"
 """Saved by the callback's top-k / every-n policy; the only kind retention deletes."""
@@ -39,20 +39,15 @@ class ModelTables:
     chunks: sa.Table
 
 
-def check_table_name(name: str) -> None:
-    """Reject names that cannot hold both tables on every backend (the dialect quotes them; length still matters)."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidCheckpointPathError(f"the model table name must be a non-empty string; got {name!r}")
-    if len(name) > _MAX_TABLE_LENGTH:
-        raise InvalidCheckpointPathError(
-            f"model table name {name[:30]!r}... is {len(name)} characters long; use at most {_MAX_TABLE_LENGTH} "
-            f"(the chunk table adds {CHUNKS_SUFFIX!r})"
-        )
+def check_table_name(name: str, backend: Backend | None = None) -> None:
+    """Reject names that cannot hold both tables (``name`` and ``name_chunks``) on ``backend`` (None: the rules every
+    backend shares, checked before a database is known)."""
+    names.check_table_name(backend, name, "model table", suffix=CHUNKS_SUFFIX, error=InvalidCheckpointPathError)
 
 
-def model_tables(name: str, backend: str) -> ModelTables:
+def model_tables(name: str, backend: Backend) -> ModelTables:
     """The two tables of model table ``name``, typed for ``backend`` (``sqlite``, ``postgresql``, ``mysql``, ``dm``)."""
-    check_table_name(name)
+    check_table_name(name, backend)
     metadata = sa.MetaData()
     header = sa.Table(
         name,
@@ -81,11 +76,7 @@ def model_tables(name: str, backend: str) -> ModelTables:
         sa.Column("run", sa.String(MAX_NAME_LENGTH), primary_key=True),
         sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("chunk_no", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("data", binary_type(backend, None), nullable=False),
+        sa.Column("data", backend.binary_type(None), nullable=False),
     )
-    # Serialized tensors do not compress: PostgreSQL would try pglz on every chunk (about a third of a 100 MB save)
-    # before storing it uncompressed anyway. Only where this table is created; an existing one keeps its setting.
-    sa.event.listen(chunks, "after_create", sa.DDL(
-        "ALTER TABLE %(fullname)s ALTER COLUMN data SET STORAGE EXTERNAL"
-    ).execute_if(dialect="postgresql"))
+    backend.tune_chunk_table(chunks)
     return ModelTables(header, chunks)

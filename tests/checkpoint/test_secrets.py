@@ -115,11 +115,15 @@ def test_masking_copies_only_what_changes_and_reads_the_environment(monkeypatch:
     assert masked["db"] == "postgresql+psycopg://u:***@h/db"
     assert nested["hparams"]["url"].endswith("from-the-env@h/db")  # the input is not modified
     assert "from-the-env" not in repr(masked)
-    assert mask_secrets(nested, ()) is nested
+    plain = {"state_dict": {"w": weights}, "hparams": {"url": "postgresql://u@h/db", "note": "tabular"}}
+    assert mask_secrets(plain, ()) is plain  # nothing to mask: nothing copied
 
 
-def test_short_passwords_are_not_masked_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_short_passwords_are_masked_in_urls_but_not_searched_for_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    assert secrets_of(Database("postgresql://u:abc@h/db")) == ()
-    assert mask_secrets({"note": "abc abc"}, secrets_of(Database("postgresql://u:abc@h/db"))) == {"note": "abc abc"}
+    secrets = secrets_of(Database("postgresql://u:ab@h/db"))
+    assert secrets == ()  # "ab" searched for everywhere would turn "tabular" into "t***ular"
+    masked = mask_secrets({"note": "tabular ab", "url": "postgresql://u:ab@h/db", "query": "mysql://u@h/x?password=a"},
+                          secrets)
+    assert masked == {"note": "tabular ab", "url": "postgresql://u:***@h/db", "query": "mysql://u@h/x?password=***"}
     assert secrets_of(Database("postgresql://u:p%40ss1@h/db")) == ("p%40ss1", "p@ss1")

@@ -21,9 +21,13 @@ from lightning_dm8.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
-from lightning_dm8.checkpoint import store as store_module
+from lightning_dm8.checkpoint.chunks import ChunkIO
+from lightning_dm8.checkpoint.payload import PayloadReader
 from lightning_dm8.checkpoint.records import CheckpointInfo, CheckpointMeta
-from lightning_dm8.checkpoint.store import CheckpointStore, ChunkOpener, PayloadReader, mysql_chunk_limit
+from lightning_dm8.checkpoint.store import CheckpointStore
+from lightning_dm8.db import blobs as blobs_module
+from lightning_dm8.db.backends.mysql import chunk_limit as mysql_chunk_limit
+from lightning_dm8.db.blobs import ChunkOpener
 from lightning_dm8.db.engine import Database
 
 
@@ -121,7 +125,7 @@ def test_a_missing_chunk_is_reported_as_corrupt(db_url: str, models: str) -> Non
 @pytest.mark.parametrize("slice_size", [250, 300, 1 << 20])
 def test_chunks_read_in_slices_come_back_exactly(db_url: str, models: str, slice_size: int, monkeypatch) -> None:
     """PostgreSQL and SQLite read a chunk in slices: chunks ending on and off a slice edge, and one slice per chunk."""
-    monkeypatch.setattr(store_module, "_SLICE_SIZE", slice_size)
+    monkeypatch.setattr(blobs_module, "SLICE_SIZE", slice_size)
     store = CheckpointStore(db_url, models, chunk_size=1000)
     payload = os.urandom(4500) + bytes(2000)
     store.save("r", payload, _meta("a"))
@@ -150,7 +154,7 @@ def test_a_changed_chunk_is_caught_in_any_slice(
     db_url: str, models: str, number: int, change: Any, problem: str, monkeypatch
 ) -> None:
     """A flipped byte in a chunk's third slice, a chunk that grew or shrank: all refused before unpickling."""
-    monkeypatch.setattr(store_module, "_SLICE_SIZE", 300)
+    monkeypatch.setattr(blobs_module, "SLICE_SIZE", 300)
     store = CheckpointStore(db_url, models, chunk_size=1000)
     store.save("r", os.urandom(6500), _meta("a"))
     _replace_chunk(store, number, change)
@@ -158,12 +162,12 @@ def test_a_changed_chunk_is_caught_in_any_slice(
         store.read(store.resolve("r", 1))
 
 
-class _DeletedAfterFirstSlice(CheckpointStore):
+class _DeletedAfterFirstSlice(ChunkIO):
     """Deletes the checkpoint (from another connection) right after the first slice of its first chunk arrived."""
 
     @contextmanager
-    def _chunk_opener(self, conn: sa.Connection, info: CheckpointInfo) -> Iterator[ChunkOpener]:
-        with super()._chunk_opener(conn, info) as open_chunk:
+    def opener(self, conn: sa.Connection, info: CheckpointInfo) -> Iterator[ChunkOpener]:
+        with super().opener(conn, info) as open_chunk:
 
             def open_then_delete(number: int) -> tuple[int, Iterator[Any]] | None:
                 opened = open_chunk(number)
@@ -171,7 +175,7 @@ class _DeletedAfterFirstSlice(CheckpointStore):
                     return opened
                 length, pieces = opened
                 first = next(pieces)
-                CheckpointStore(self.db, self.table).delete(info.run, [info.version])  # another pooled connection
+                CheckpointStore(self.db, self.headers.table).delete(info.run, [info.version])  # another connection
                 return length, itertools.chain([first], pieces)
 
             yield open_then_delete
@@ -182,8 +186,9 @@ def test_a_checkpoint_deleted_between_two_slices_is_reported_as_deleted(
     backend: str, db_url: str, models: str, monkeypatch
 ) -> None:
     """PostgreSQL reads each slice in its own snapshot: the rest of the chunk is gone, not silently skipped."""
-    monkeypatch.setattr(store_module, "_SLICE_SIZE", 300)
-    store = _DeletedAfterFirstSlice(db_url, models, chunk_size=1000)
+    monkeypatch.setattr(blobs_module, "SLICE_SIZE", 300)
+    store = CheckpointStore(db_url, models, chunk_size=1000)
+    store.chunks = _DeletedAfterFirstSlice(store.db, store.tables, store.headers)
     store.save("r", os.urandom(2500), _meta("a"))
     with pytest.raises(CheckpointNotFoundError, match="'r' version 1 was deleted .* while it was being read"):
         store.read(store.resolve("r", 1))
@@ -269,7 +274,7 @@ def test_io_falls_back_to_files_and_removes_idempotently(tmp_path) -> None:
     with pytest.raises(TypeError, match="storage_options"):
         io_.save_checkpoint({"epoch": 5}, "dm8:r:x", storage_options={"a": 1})
     io_.teardown()
-    assert io_.db._engine is None
+    assert io_.db._engine.peek() is None  # connections closed
 
 
 def test_unfinished_saves_are_invisible_and_cleaned_by_the_next_save(db_url: str, models: str) -> None:

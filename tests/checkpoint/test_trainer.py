@@ -49,14 +49,16 @@ def fresh_process() -> Iterator[subprocess.Popen]:
     ready = json.loads(process.stdout.readline() or "{}")
     assert ready.get("ready") == process.pid
     yield process
-    process.stdin.close()  # type: ignore[union-attr]
+    assert process.stdin is not None
+    process.stdin.close()
     process.wait(timeout=60)
 
 
 def _restore_there(process: subprocess.Popen, **request: str) -> dict:
-    process.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
-    process.stdin.flush()  # type: ignore[union-attr]
-    reply = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+    assert process.stdin is not None and process.stdout is not None  # both opened as pipes
+    process.stdin.write(json.dumps(request) + "\n")
+    process.stdin.flush()
+    reply = json.loads(process.stdout.readline())
     assert "error" not in reply, reply.get("error")
     return reply
 
@@ -155,5 +157,6 @@ def test_async_checkpoint_io_keeps_saving_to_the_database(tmp_path) -> None:
     final = load_checkpoint(url, "async", "latest")
     assert state_digest(final["state_dict"]) == state_digest(model.state_dict())
     clone = pickle.loads(pickle.dumps(callback))  # DDP spawn pickles callbacks: the IO comes back unconnected
-    assert clone.checkpoint_io.db._engine is None
+    assert clone.checkpoint_io.db._engine.peek() is None
+    assert clone.checkpoint_io._handles.peek() is None  # stores and locks are opened again where it runs
     assert [c.version for c in clone.checkpoint_io.store().infos("async")] == [c.version for c in infos]
