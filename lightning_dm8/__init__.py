@@ -7,7 +7,6 @@ from lightning_dm8.checkpoint.api import delete_checkpoints, export_checkpoint, 
 from lightning_dm8.checkpoint.callback import DM8Checkpoint
 from lightning_dm8.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, InvalidCheckpointPathError
 from lightning_dm8.checkpoint.io import DM8CheckpointIO
-from lightning_dm8.checkpoint.predictions import DM8PredictionWriter
 from lightning_dm8.datamodule import DM8DataModule
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import PASSWORD_ENV, mask_url
@@ -22,6 +21,7 @@ from lightning_dm8.errors import (
     TableExistsError,
     TableNotFoundError,
 )
+from lightning_dm8.predictions.writer import DM8PredictionWriter
 from lightning_dm8.tables.dataset_table import DatasetTable
 from lightning_dm8.tables.query import write_query
 from lightning_dm8.tables.registry import DatasetInfo

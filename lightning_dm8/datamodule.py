@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
 
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import url_without_password
-from lightning_dm8.errors import DatabaseUnavailableError
+from lightning_dm8.errors import DatabaseUnavailableError, InvalidInputError
 from lightning_dm8.loading.batches import resolve_callable
 from lightning_dm8.loading.cache import BlockCache, OnFull, cache_path, cached_info
 from lightning_dm8.loading.dataset import BlockDataset
@@ -22,6 +24,7 @@ from lightning_dm8.loading.source import LoadStats, describe
 from lightning_dm8.tables.dataset_table import DatasetTable
 from lightning_dm8.tables.query import write_query
 from lightning_dm8.tables.reader import TableReader
+from lightning_dm8.tables.sql_guard import single_select
 from lightning_dm8.tables.registry import DatasetInfo
 
 Stage = Literal["train", "val", "test", "predict"]
@@ -34,8 +37,9 @@ class DM8DataModule(LightningDataModule):
     """Feeds Lightning from dataset tables: whole-block range queries, prefetched, cached locally in LMDB.
 
     Args:
-        url: database URL (``sqlite:///x.db``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``,
-            ``dm+dmPython://...``). Keep the password out of it: set ``LIGHTNING_DM8_PASSWORD`` instead.
+        url: database URL (``sqlite:///x.db``, ``postgresql://user@host/db``, ``mysql://...``, ``dm://...``; the
+            supported driver is picked for a bare scheme). Keep the password out of it: set
+            ``LIGHTNING_DM8_PASSWORD`` instead.
         train_table, val_table, test_table, predict_table: dataset tables per stage (each optional).
         batch_size: rows per batch.
         num_workers: DataLoader worker processes. 0 (default) loads in the training process, with prefetch threads.
@@ -55,8 +59,20 @@ class DM8DataModule(LightningDataModule):
             with ``write_query`` (its ``label`` column becomes the label).
         max_wait: seconds a reader keeps retrying a lost database connection before failing.
         cache_on_full: ``"error"`` (default) stops with a clear error when the cache disk is full; ``"skip"`` keeps
-            training, reading uncached blocks from the database.
+            training, reading uncached blocks from the database. Any other value is refused here.
         progress: show a progress bar while the cache fills.
+        follow_versions: by default a run reads, in every epoch, rank and worker, the version of each table that
+            was current when it set up (a replace during training changes nothing for it; name a kept older version
+            as ``"table@3"``). With ``True``, each new train loader reads the then-current version: pair it with
+            ``Trainer(reload_dataloaders_every_n_epochs=1)`` to follow the newest version at every epoch boundary.
+
+    Raises:
+        InvalidInputError: a setting is out of range or not one of its choices (at construction), or a stage's
+            table was not given (when its loader is asked for).
+        TableNotFoundError, InvalidDatasetError: a table is missing, not a dataset, or broken (``prepare_data``,
+            ``setup``, or the epoch that reads the broken row).
+        DatabaseUnavailableError: the server cannot be reached within ``max_wait`` (a complete cache still serves).
+        UnsafeCacheError, CacheFullError: the cache directory is not private, or its disk is full.
     """
 
     def __init__(
@@ -84,13 +100,15 @@ class DM8DataModule(LightningDataModule):
         max_wait: float = 60.0,
         cache_on_full: OnFull = "error",
         progress: bool = True,
+        follow_versions: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("block_size", block_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1; got {value}")
-        if num_workers < 0 or prefetch_blocks < 0:
-            raise ValueError(f"num_workers and prefetch_blocks cannot be negative; got {num_workers}, {prefetch_blocks}")
+        _check_options(batch_size, block_size, num_workers, prefetch_blocks, cache_on_full)
+        for table, sql in (source_queries or {}).items():
+            try:
+                single_select(sql)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"source_queries[{table!r}]: {exc}") from None
         self.db = Database(url)
         self.save_hyperparameters(ignore=["url", "transform", "train_transform", "collate_fn"])
         self.hparams["url"] = url_without_password(url)
@@ -106,7 +124,9 @@ class DM8DataModule(LightningDataModule):
         self.collate_fn = resolve_callable(collate_fn, "collate_fn")
         self.source_queries = dict(source_queries or {})
         self.max_wait, self.cache_on_full, self.progress = max_wait, cache_on_full, progress
-        self.prepare_data_per_node = self.db.backend == "sqlite"
+        self.follow_versions = follow_versions
+        # A local file (SQLite) is prepared on every node; a server once in all.
+        self.prepare_data_per_node = self.db.backend.prepare_data_per_node
         self.datasets: dict[Stage, BlockDataset] = {}
         self.cache_complete: dict[Stage, bool] = {}
         self.epoch_stats: dict[Stage, LoadStats] = {}
@@ -120,6 +140,7 @@ class DM8DataModule(LightningDataModule):
         state["_loaders"] = {}
         return state
 
+    @override
     def prepare_data(self) -> None:
         """Once per node (SQLite) or once in all (servers): build tables from ``source_queries``, check every table.
 
@@ -150,6 +171,7 @@ class DM8DataModule(LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
+    @override
     def setup(self, stage: str) -> None:
         """On every process: fix the shard plan of each stage's table (rank and world size from the Trainer)."""
         rank, world = self._rank_world()
@@ -167,6 +189,14 @@ class DM8DataModule(LightningDataModule):
         return cached_info(path, self.block_size) if path is not None else None
 
     def _table_info(self, table: str) -> DatasetInfo:
+        """The version this run reads: global rank 0's current one, the same on every rank."""
+        info = self._resolve(table)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            info = trainer.strategy.broadcast(info, src=0)
+        return info
+
+    def _resolve(self, table: str) -> DatasetInfo:
         """The table's registry entry from the database or, when it is unreachable, from a complete cache."""
         try:
             return DatasetTable(self.db, table).info(refresh=True)
@@ -187,9 +217,10 @@ class DM8DataModule(LightningDataModule):
             drop_last=self.drop_last and train, buffer_blocks=self.shuffle_buffer_blocks,
         )
         cache = None
-        if self.cache_dir is not None:
-            cache = BlockCache(self._cache_path(table), info.fingerprint, self.block_size,
-                               math.ceil(info.row_count / self.block_size), on_full=self.cache_on_full, info=info)
+        path = self._cache_path(table)
+        if path is not None:
+            cache = BlockCache(path, info.cache_lineage, self.block_size, math.ceil(info.row_count / self.block_size),
+                               on_full=self.cache_on_full, info=info, rows=info.row_count)
         self.cache_complete[stage] = self._agree(cache is not None and cache.is_complete())
         if cache is not None:
             cache.close()
@@ -209,14 +240,16 @@ class DM8DataModule(LightningDataModule):
         if stage not in self.datasets:
             table = self.tables[stage]
             if table is None:
-                raise ValueError(f"no {stage}_table was given to DM8DataModule; set {stage}_table to a dataset table")
+                raise InvalidInputError(
+                    f"no {stage}_table was given to DM8DataModule; set {stage}_table to a dataset table"
+                )
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         trainer = self.trainer
+        epoch_fn = _epoch_of(trainer) if trainer is not None and stage == "train" else None
         loader = DM8DataLoader(
-            self.datasets[stage], num_workers=self.num_workers, pin_memory=self.pin_memory,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None and stage == "train" else None,
+            self.datasets[stage], num_workers=self.num_workers, pin_memory=self.pin_memory, epoch_fn=epoch_fn,
             cache_complete=self.cache_complete.get(stage, False), track_row_ids=stage == "predict",
-            on_epoch_end=lambda stats, s=stage: self._record(s, stats),
+            on_epoch_end=functools.partial(self._record, stage),
         )
         if stage == "train" and self._pending_state is not None:
             loader.load_state_dict(self._pending_state)
@@ -233,26 +266,38 @@ class DM8DataModule(LightningDataModule):
                                        step=trainer.global_step)
         rank_zero_info(f"{stage} data ({self.tables[stage]}): {describe(values)}")
 
+    @override
     def train_dataloader(self) -> DM8DataLoader:
+        if self.follow_versions and "train" in self.datasets:
+            current = self._table_info(self.tables["train"] or "")
+            if current.version != self.datasets["train"].reader.info.version:
+                rank_zero_info(f"train data: following {current.name!r} to version {current.version}")
+                self.datasets.pop("train").close()
         return self._loader("train")
 
+    @override
     def val_dataloader(self) -> DM8DataLoader:
         return self._loader("val")
 
+    @override
     def test_dataloader(self) -> DM8DataLoader:
         return self._loader("test")
 
+    @override
     def predict_dataloader(self) -> DM8DataLoader:
         return self._loader("predict")
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The training loader's position (Lightning also stores it with the fit loop; either restores it)."""
         loader = self._loaders.get("train")
         return {"train_loader": loader.state_dict()} if loader is not None else {}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending_state = state_dict.get("train_loader")
 
+    @override
     def teardown(self, stage: str) -> None:
         """Close connections and cache handles opened in this process."""
         for name in _STAGE_TABLES.get(stage, ()):
@@ -260,6 +305,30 @@ class DM8DataModule(LightningDataModule):
             if dataset is not None:
                 dataset.close()
 
+    @override
     def on_exception(self, exception: BaseException) -> None:
         for stage in ("fit", "test", "predict"):
             self.teardown(stage)
+
+
+def _epoch_of(trainer: Trainer) -> Callable[[], int]:
+    """The training loader asks for the epoch each time it starts one (the order is a function of it)."""
+    return lambda: trainer.current_epoch
+
+
+def _check_options(
+    batch_size: int, block_size: int, num_workers: int, prefetch_blocks: int, cache_on_full: str
+) -> None:
+    """Refuse numbers and choices the loader cannot honour, naming the setting (before anything is opened)."""
+    for name, value in (("batch_size", batch_size), ("block_size", block_size)):
+        if value < 1:
+            raise InvalidInputError(f"DM8DataModule: {name} must be at least 1; got {value}")
+    for name, value in (("num_workers", num_workers), ("prefetch_blocks", prefetch_blocks)):
+        if value < 0:
+            raise InvalidInputError(f"DM8DataModule: {name} cannot be negative; got {value}")
+    choices = get_args(OnFull)
+    if cache_on_full not in choices:
+        raise InvalidInputError(
+            f"DM8DataModule: cache_on_full must be one of {', '.join(map(repr, choices))} ('error' stops when the "
+            f"cache disk is full, 'skip' keeps training from the database); got {cache_on_full!r}"
+        )

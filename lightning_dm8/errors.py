@@ -37,3 +37,7 @@ class InvalidInputError(LightningDM8Error, ValueError):
 
 class DatabaseError(LightningDM8Error):
     """Any other error reported by the database driver, with the statement's context."""
+
+
+class ConstraintViolationError(DatabaseError):
+    """The database refused a row for a key or constraint: above all, another process wrote the same key first."""

