@@ -28,7 +28,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def loader_rate(results: list[Record], backend: str, dataset: str, nw: int, phase: str, prefetch: str = "on") -> float | None:
+def loader_rate(
+    results: list[Record], backend: str, dataset: str, nw: int, phase: str, prefetch: str = "on",
+) -> float | None:
     return rate(results, section="loader", method="dm8", backend=backend, dataset=dataset, num_workers=nw,
                 phase=phase, prefetch=prefetch)
 

@@ -41,7 +41,7 @@ def _from_values(ids: Any, features: list[Any], labels: Any, shape: tuple[int, .
 def _from_rows(rows: list[Any], shape: tuple[int, ...] | None, dtype: np.dtype) -> Arrays:
     if not rows:
         return np.empty(0, np.int64), [], np.empty(0, np.int64)
-    ids, features, labels = zip(*rows)
+    ids, features, labels = zip(*rows, strict=True)
     return _from_values(ids, list(features), labels, shape, dtype)
 
 
@@ -52,7 +52,8 @@ def _from_arrow(table: Any, shape: tuple[int, ...] | None, dtype: np.dtype) -> A
     column = table.column("features").combine_chunks()
     _, offset_buf, data_buf = column.buffers()
     wide = str(column.type).startswith("large")
-    offsets = np.frombuffer(offset_buf, dtype=np.int64 if wide else np.int32)[column.offset: column.offset + len(column) + 1]
+    offsets = np.frombuffer(offset_buf, dtype=np.int64 if wide else np.int32)
+    offsets = offsets[column.offset: column.offset + len(column) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8)
     order = np.argsort(ids, kind="stable") if len(ids) and np.any(np.diff(ids) < 0) else None
     if shape is not None:
@@ -61,7 +62,7 @@ def _from_arrow(table: Any, shape: tuple[int, ...] | None, dtype: np.dtype) -> A
             feats = feats[order]
     else:
         starts, stops = offsets[:-1].tolist(), offsets[1:].tolist()
-        feats = [data[a:b].view(dtype) for a, b in zip(starts, stops)]
+        feats = [data[a:b].view(dtype) for a, b in zip(starts, stops, strict=True)]
         if order is not None:
             feats = [feats[i] for i in order.tolist()]
     if order is not None:
@@ -79,7 +80,9 @@ def _plain_url(url: str) -> str:
     return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=False)
 
 
-def methods(url: str, table: str, shape: tuple[int, ...] | None, dtype: np.dtype) -> dict[str, Callable[[], Arrays] | str]:
+def methods(
+    url: str, table: str, shape: tuple[int, ...] | None, dtype: np.dtype,
+) -> dict[str, Callable[[], Arrays] | str]:
     """Name -> a function doing one full read, or a string saying why the method is not available."""
     backend = sa.engine.make_url(url).get_backend_name()
     found: dict[str, Callable[[], Arrays] | str] = {}
@@ -154,7 +157,8 @@ def methods(url: str, table: str, shape: tuple[int, ...] | None, dtype: np.dtype
     else:
         found["driver fetchall"] = fetchall()
     if backend in ("sqlite", "postgresql", "mysql", "mariadb"):
-        found["connectorx 2 partitions"] = connectorx_read if have["connectorx"] else "not installed: pip install connectorx"
+        found["connectorx 2 partitions"] = connectorx_read if have["connectorx"] else \
+            "not installed: pip install connectorx"
     return found
 
 
@@ -167,7 +171,7 @@ def run(settings: Settings, backend: str, url: str, dataset: str, table: str, ro
             continue
         ids, feats, labels = read()
         _check(name, ids, feats, labels, reference)
-        result = measure(lambda: len(read()[0]), settings.passes, settings.warmup, expect=rows)
+        result = measure(lambda read=read: len(read()[0]), settings.passes, settings.warmup, expect=rows)
         out.append(record("baseline", "fullscan", result, backend=backend, dataset=dataset, client=name))
         print(f"  full-table {backend}/{dataset} {name}: {result['rows_per_s']:,.0f} rows/s", flush=True)
     return out, gaps
@@ -179,6 +183,7 @@ def _check(name: str, ids: np.ndarray, feats: Any, labels: np.ndarray, reference
     if ok and isinstance(feats, np.ndarray):
         ok = np.array_equal(feats, reference.features)
     elif ok:
-        ok = all(np.array_equal(a, b) for a, b in zip(feats, reference.features)) and len(feats) == len(reference)
+        ok = all(np.array_equal(a, b) for a, b in zip(feats, reference.features, strict=False)) \
+            and len(feats) == len(reference)
     if not ok:
         raise RuntimeError(f"full-table read {name!r} did not return the written samples")

@@ -44,8 +44,8 @@ def run(settings: Settings, samples: Samples) -> list[dict[str, Any]]:
     for num_workers in settings.workers:
         loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, num_workers=num_workers,
                             collate_fn=ragged_collate if samples.ragged else None)
-        result = measure(lambda: run_epoch(loader, settings.epoch_limit_s), settings.passes, settings.warmup,
-                         expect=len(samples), partial_ok=True)
+        result = measure(lambda loader=loader: run_epoch(loader, settings.epoch_limit_s), settings.passes,
+                         settings.warmup, expect=len(samples), partial_ok=True)
         out.append(record("baseline", "tensordataset", result, backend="memory", dataset=samples.name,
                           num_workers=num_workers))
         print(f"  TensorDataset {samples.name} nw={num_workers}: {result['rows_per_s']:,.0f} rows/s", flush=True)

@@ -89,7 +89,7 @@ def run(settings: Settings, samples: Samples) -> tuple[list[dict[str, Any]], lis
         for phase in ("cold", "warm"):
             holder: dict[str, Any] = {}
 
-            def prepare(phase: str = phase, num_workers: int = num_workers) -> None:
+            def prepare(phase: str = phase, num_workers: int = num_workers, holder: dict[str, Any] = holder) -> None:
                 if phase == "cold":
                     shutil.rmtree(cache_dir, ignore_errors=True)
                     evict(data_dir)
@@ -98,8 +98,10 @@ def run(settings: Settings, samples: Samples) -> tuple[list[dict[str, Any]], lis
                     dataset, batch_size=settings.batch_size, num_workers=num_workers,
                     collate_fn=ragged_collate if samples.ragged else None)
 
-            result = measure(lambda: run_epoch(_tuples(holder["loader"], samples.ragged), settings.epoch_limit_s),
-                             settings.passes, settings.warmup if phase == "warm" else 0, prepare,
+            def epoch(holder: dict[str, Any] = holder) -> int:
+                return run_epoch(_tuples(holder["loader"], samples.ragged), settings.epoch_limit_s)
+
+            result = measure(epoch, settings.passes, settings.warmup if phase == "warm" else 0, prepare,
                              expect=len(samples), partial_ok=True)
             out.append(record("baseline", "litdata", result, backend="files", dataset=samples.name,
                               num_workers=num_workers, phase=phase))

@@ -38,7 +38,9 @@ def one_epoch(dm: DM8DataModule, time_limit: float | None = None) -> int:
 
 def _stats(dm: DM8DataModule) -> dict[str, Any]:
     stats = dm.epoch_stats.get("train")
-    return {} if stats is None else {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.as_dict().items()}
+    if stats is None:
+        return {}
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.as_dict().items()}
 
 
 def measure_case(
@@ -92,7 +94,8 @@ def run(settings: Settings, backend: str, url: str, dataset: str, table: str, ro
         small_table: str, small_rows: int) -> list[dict[str, Any]]:
     out = []
     for num_workers in settings.workers:
-        for prefetch, options, tbl, n in (("on", PREFETCH_ON, table, rows), ("off", PREFETCH_OFF, small_table, small_rows)):
+        cases = (("on", PREFETCH_ON, table, rows), ("off", PREFETCH_OFF, small_table, small_rows))
+        for prefetch, options, tbl, n in cases:
             for phase in ("cold", "warm", "nocache"):
                 if prefetch == "off" and phase == "warm" and settings.quick:
                     continue

@@ -59,8 +59,8 @@ def run(settings: Settings, backend: str, url: str, dataset: str, table: str, ro
     for num_workers in settings.workers:
         loader = DataLoader(Subset(base, picked), batch_size=settings.batch_size, shuffle=True, num_workers=num_workers,
                             collate_fn=None if shape is not None else ragged_collate)
-        result = measure(lambda: run_epoch(loader, settings.epoch_limit_s), settings.passes, settings.warmup,
-                         expect=n, partial_ok=True)
+        result = measure(lambda loader=loader: run_epoch(loader, settings.epoch_limit_s), settings.passes,
+                         settings.warmup, expect=n, partial_ok=True)
         out.append(record("baseline", "naive", result, backend=backend, dataset=dataset, num_workers=num_workers,
                           subset=n != rows))
         print(f"  naive {backend}/{dataset} nw={num_workers}: {result['rows_per_s']:,.0f} rows/s", flush=True)

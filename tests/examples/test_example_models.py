@@ -64,7 +64,7 @@ def test_collate_batch_flattens_token_ids_with_offsets() -> None:
     assert bag(text, offsets).shape == (3, 6)
     # the same samples as numpy arrays (the in-memory path) and as tensors (the database path) collate alike
     as_tensors = collate_batch([(torch.as_tensor(t), y) for t, y in samples])
-    for a, b in zip(as_tensors, (text, offsets, labels)):
+    for a, b in zip(as_tensors, (text, offsets, labels), strict=True):
         assert torch.equal(a, b)
 
 
@@ -100,11 +100,11 @@ def test_random_crop_flip_is_reproducible_from_torch_seed() -> None:
         return [random_crop_flip(image) for _ in range(8)]
 
     first, other, again = sequence(0), sequence(1), sequence(0)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
     assert random_crop_flip(torch.from_numpy(image)).shape == (3, 32, 32)  # a tensor sample works too
     fixed = [RandomCropFlip(seed=7)(image) for _ in range(2)], [RandomCropFlip(seed=7)(image) for _ in range(2)]
-    assert all(np.array_equal(a, b) for a, b in zip(*fixed))
+    assert all(np.array_equal(a, b) for a, b in zip(*fixed, strict=True))
 
 
 class _SameImage(Dataset):
@@ -122,7 +122,7 @@ def test_random_crop_flip_differs_between_workers_and_repeats_with_the_seed() ->
         return list(DataLoader(_SameImage(), batch_size=8, num_workers=2))  # worker 0: batch 0, worker 1: batch 1
 
     first, second = run(), run()
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     assert not torch.equal(first[0], first[1])  # the two workers draw different crops from the same images
 
 
