@@ -35,7 +35,7 @@ from lightning_dm8.errors import InvalidInputError, LightningDM8Error, TableExis
 from lightning_dm8.predictions.rows import RowIds, current_loader, decode_outputs
 from lightning_dm8.predictions.schema import PredictionKind, is_prediction_table, prediction_table
 from lightning_dm8.tables.ddl import table_exists
-from lightning_dm8.tables.staging import drop_quietly, publish_staged, staging_name
+from lightning_dm8.tables.staging import drop_quietly, publish_staged, published_table, staging_name
 from lightning_dm8.tables.writer import RESERVED_PREFIX
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ class DM8PredictionWriter(BasePredictionWriter):
             raise TableExistsError(
                 f"{self.where} already exists; pass if_exists='replace' to overwrite it or choose another table"
             )
-        if not is_prediction_table(conn, self.table):
+        # A published name is a view (which some dialects do not describe): check the table behind it.
+        if not is_prediction_table(conn, published_table(self.db, self.table) or self.table):
             raise TableExistsError(
                 f"{self.where} exists and is not a predictions table (its columns are not row_id, prediction, "
                 f"scores): if_exists='replace' replaces only a table this writer made; choose another table"

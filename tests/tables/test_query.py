@@ -173,7 +173,7 @@ BAD_QUERIES: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
     "null-first-row": ({"sql": "SELECT i.item_id AS a, CASE WHEN i.item_id = 0 THEN NULL ELSE i.item_id END AS b, "
                                "l.label AS label FROM {p}_items i JOIN {p}_labels l ON i.item_id = l.item_id"},
                        InvalidInputError, r"feature columns \['b'\] are not numeric \(NULL in the first row: \['b'\]"),
-    "missing-raw-table": ({"sql": "SELECT payload, label FROM {p}_nope"}, TableNotFoundError, r"_nope"),
+    "missing-raw-table": ({"sql": "SELECT payload, label FROM {p}_nope"}, TableNotFoundError, r"(?i)_nope"),
 }
 
 

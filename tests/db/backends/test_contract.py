@@ -201,7 +201,10 @@ def test_a_hung_read_is_cut_where_the_backend_says_it_can(live: Database) -> Non
     """``sever`` ends a read blocked on the server: a sleeping query returns with a lost-connection error at once."""
     if not live.backend.cuts_hung_reads:
         pytest.skip(f"{live.backend.title} reads cannot hang on a server (or are bounded by driver timeouts)")
-    sleep = {"postgresql": "SELECT pg_sleep(30)", "mysql": "SELECT SLEEP(30)"}[live.backend.name]
+    sleeps = {"postgresql": "SELECT pg_sleep(30)", "mysql": "SELECT SLEEP(30)"}
+    if live.backend.name not in sleeps:  # DM8's cut-off is shown against a silent listener (tests/db/backends)
+        pytest.skip(f"no verified statement that sleeps on {live.backend.title}")
+    sleep = sleeps[live.backend.name]
     raw = live.engine.raw_connection()
     driver = raw.driver_connection
     timer = threading.Timer(0.5, live.backend.sever, (driver,))
