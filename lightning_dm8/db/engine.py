@@ -78,6 +78,7 @@ class Database:
         except (ImportError, sa.exc.NoSuchModuleError) as exc:
             raise self._missing_driver(exc) from exc
         self.backend.configure_engine(engine)
+        self.backend.bound_pre_ping(engine, self.connect_timeout)
         return engine
 
     def _missing_driver(self, exc: BaseException) -> MissingDriverError:

@@ -128,3 +128,21 @@ def test_connecting_to_a_server_that_never_answers_is_bounded_by_connect_timeout
     assert elapsed < 2 + 3.0
     forwarder.cut()
     db.dispose()
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+def test_a_pooled_connection_to_a_server_that_stopped_answering_is_bounded(backend, tmp_path) -> None:
+    """The pool pings an idle connection before handing it out: on a paused server that ping is cut off at the
+    connect timeout (and the reconnect too), instead of waiting forever before any reader's watchdog runs."""
+    forwarder, proxied = through_forwarder(server_url(backend, tmp_path))
+    db = Database(proxied, connect_timeout=2)
+    db.ping()  # a pooled connection, idle now
+    forwarder.frozen = True
+    start = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError):
+        db.ping()
+    elapsed = time.monotonic() - start
+    print(f"\n{backend}: the pooled connection's ping to a paused server failed after {elapsed:.2f} s")
+    assert elapsed < 2 * 2 + 3.0
+    forwarder.cut()
+    db.dispose()

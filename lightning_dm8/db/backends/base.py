@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -64,6 +65,29 @@ class Backend:
 
     def configure_engine(self, engine: sa.Engine) -> None:
         """Engine hooks this database needs (pragmas, handshake bounds, quoting rules)."""
+
+    def bound_pre_ping(self, engine: sa.Engine, seconds: float) -> None:
+        """Cut SQLAlchemy's pre-ping of a pooled connection off after ``seconds`` where reads can be cut.
+
+        On a server that stopped answering (paused, hung) the ping would otherwise wait forever, before any reader's
+        watchdog runs. The cut connection fails like a lost one, which the pool reads as a disconnect: it opens a
+        new connection, bounded by the connect timeout, and the caller gets a clear error.
+        """
+        if not self.cuts_hung_reads:
+            return
+        dialect = engine.dialect
+        ping = dialect.do_ping
+
+        def bounded_ping(dbapi_connection: Any) -> bool:
+            watchdog = threading.Timer(seconds, self.sever, (dbapi_connection,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                return bool(ping(dbapi_connection))
+            finally:
+                watchdog.cancel()
+
+        dialect.do_ping = bounded_ping  # type: ignore[method-assign]  # this engine's dialect only
 
     def prepare_local(self, url: URL) -> None:
         """Create whatever must exist on this machine before a database can be created at ``url``."""

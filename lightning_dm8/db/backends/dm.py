@@ -24,7 +24,7 @@ What DM8 does differently, each with its source:
   would fail. A dmPython connection exposes no socket, so the socket it opened is found when it connects (Linux:
   ``/proc/self/fd``) and :meth:`DMBackend.sever` shuts it down: the blocked driver call then returns -70019. The
   reader's watchdog uses it for reads; the pool's pre-ping of an idle connection is cut the same way after the
-  connect timeout.
+  connect timeout (``Backend.bound_pre_ping``).
 * **Names** fold to upper case unless quoted (``CASE_SENSITIVE=Y``), or keep their case and compare without it
   (``=N``): :meth:`DMBackend.find_column` matches query columns accordingly.
 * **A missing password** is refused before dmPython is called, naming ``LIGHTNING_DM8_PASSWORD`` (dmPython's own
@@ -101,8 +101,6 @@ ROW_MARGIN = 64
 CHAR_BYTES = 4
 """Bytes a character of a ``VARCHAR(n CHAR)`` may take in UTF-8."""
 
-DEFAULT_LOGIN_TIMEOUT = 5
-"""dmPython's login timeout when none is given, in seconds ("登录超时时间(s),默认为 5": dmPython manual, connect)."""
 
 LONG_ROW_INFO = "ldm8_dm_long_row"
 CLUSTER_INFO = "ldm8_dm_cluster_pk"
@@ -301,8 +299,6 @@ class DMBackend(Backend):
         preparer.reserved_words = set(preparer.reserved_words) | UNQUOTED_KEYWORDS  # before anything is quoted
         dialect.ddl_compiler = _storage_compiler(dialect.ddl_compiler)
 
-        bound = {"seconds": float(DEFAULT_LOGIN_TIMEOUT)}
-
         @sa.event.listens_for(engine, "do_connect")
         def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
             if not cparams.get("password"):
@@ -311,29 +307,12 @@ class DMBackend(Backend):
                     f"no password for DM8 user {cparams.get('user', 'SYSDBA')!r} at {cparams.get('host')}:"
                     f"{cparams.get('port')}: set the environment variable {PASSWORD_ENV} (or give it in the URL)"
                 )
-            bound["seconds"] = float(cparams.get("login_timeout") or DEFAULT_LOGIN_TIMEOUT)
             port = int(cparams.get("port") or 5236)
             return SOCKETS.connect(lambda: dialect.connect(*cargs, **cparams), port)
 
         @sa.event.listens_for(engine, "close")
         def _closed(dbapi_connection: Any, _record: Any) -> None:
             SOCKETS.forget(dbapi_connection)
-
-        ping = dialect.do_ping
-
-        def bounded_ping(dbapi_connection: Any) -> bool:
-            """SQLAlchemy's pre-ping of a pooled connection, cut off after the connect timeout: on a server that
-            stopped answering it would otherwise wait forever (``connection_timeout`` is 0), before any reader's
-            watchdog runs. The cut connection fails with -70019, which the dialect reads as a disconnect."""
-            watchdog = threading.Timer(bound["seconds"], self.sever, (dbapi_connection,))
-            watchdog.daemon = True
-            watchdog.start()
-            try:
-                return bool(ping(dbapi_connection))
-            finally:
-                watchdog.cancel()
-
-        dialect.do_ping = bounded_ping  # type: ignore[method-assign]  # this engine's dialect only
 
     # -- errors ----------------------------------------------------------------------------------------------------
 
