@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from benchmarks.common import Settings, measure, record, run_epoch
+from benchmarks.common import Settings, consume, measure, record, run_epoch
 from benchmarks.data import Samples
 from benchmarks.naive import ragged_collate
 
@@ -50,3 +50,27 @@ def run(settings: Settings, samples: Samples) -> list[dict[str, Any]]:
                           num_workers=num_workers))
         print(f"  TensorDataset {samples.name} nw={num_workers}: {result['rows_per_s']:,.0f} rows/s", flush=True)
     return out
+
+
+def consume_only(settings: Settings, samples: Samples) -> dict[str, Any]:
+    """The consuming step alone: batches already built in memory (shuffled), only ``consume`` timed. No loader can
+    deliver an epoch faster than this on the consuming thread (num_workers=0)."""
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).numpy()
+    labels = torch.from_numpy(samples.labels)
+    batches: list[Any] = []
+    for start in range(0, len(samples), settings.batch_size):
+        rows = order[start : start + settings.batch_size]
+        if samples.ragged:
+            features: Any = [torch.from_numpy(samples.features[i]) for i in rows.tolist()]
+        else:
+            features = torch.from_numpy(samples.features[rows])
+        batches.append((features, labels[rows]))
+
+    def epoch() -> int:
+        for batch in batches:
+            consume(batch)
+        return len(samples)
+
+    result = measure(epoch, settings.passes, settings.warmup, expect=len(samples))
+    print(f"  consume only {samples.name}: {result['rows_per_s']:,.0f} rows/s", flush=True)
+    return record("baseline", "consume_only", result, backend="memory", dataset=samples.name, num_workers=0)

@@ -11,9 +11,12 @@ Cases per num_workers (0, 1, 2, 4):
 
 from __future__ import annotations
 
+import cProfile
 import logging
+import pstats
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,25 @@ def data_module(url: str, table: str, num_workers: int, cache_dir: str | None, b
 
 def one_epoch(dm: DM8DataModule, time_limit: float | None = None) -> int:
     return run_epoch(dm.train_dataloader(), time_limit)
+
+
+_LOCK_WAITS = ("<method 'acquire' of '_thread.lock' objects>", "<method 'acquire' of '_thread.RLock' objects>")
+
+
+def wait_share(dm: DM8DataModule) -> dict[str, float]:
+    """One more epoch of ``dm``, profiled: its seconds, and the seconds and share of them the consuming thread spent
+    blocked on a lock (a prefetched block not there yet, the cache writer's flush). cProfile profiles only the thread
+    that enables it, so the I/O threads' own work is not counted."""
+    profile = cProfile.Profile()
+    loader = dm.train_dataloader()
+    start = time.perf_counter()
+    profile.enable()
+    run_epoch(loader)
+    profile.disable()
+    total = time.perf_counter() - start
+    stats: Any = pstats.Stats(profile).stats  # type: ignore[attr-defined]  # the raw table pstats keeps
+    waited = sum(v[2] for k, v in stats.items() if k[2] in _LOCK_WAITS)
+    return {"epoch_s": round(total, 4), "wait_s": round(waited, 4), "wait_share": round(waited / total, 3)}
 
 
 def _stats(dm: DM8DataModule) -> dict[str, Any]:
@@ -83,6 +105,9 @@ def measure_case(
         result = measure(lambda: one_epoch(holder["dm"], settings.epoch_limit_s), settings.passes, warmup, prepare,
                          expect=rows, partial_ok=True)
         result["epoch_stats"] = _stats(holder["dm"])
+        if num_workers == 0 and phase in ("cold", "warm") and not options:
+            prepare()
+            result["main_thread"] = wait_share(holder["dm"])
         return result
     finally:
         if "dm" in holder:

@@ -28,6 +28,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += _target_lines(doc["targets"])
     lines += _ratio_lines(results, backends, datasets, workers)
     lines += _throughput_lines(doc["config"], results, backends, datasets, workers)
+    lines += _main_thread_lines(results)
     lines += _fullscan_lines(results)
     lines += _checkpoint_lines(results)
     lines += _memory_lines(results)
@@ -98,6 +99,26 @@ def _throughput_lines(config: dict[str, Any], results: list[Record], backends: l
                     + _n(rate(results, method="tensordataset", dataset=dataset, num_workers=nw)) + " | "
                     + _n(rate(results, method="litdata", dataset=dataset, num_workers=nw, phase="cold")) + " | "
                     + _n(rate(results, method="litdata", dataset=dataset, num_workers=nw, phase="warm")) + " |")
+    return lines
+
+
+def _main_thread_lines(results: list[Record]) -> list[str]:
+    """What bounds an epoch on the consuming thread: the consuming step alone, and the share of a loader epoch
+    (num_workers=0) spent waiting for data."""
+    lines = ["", "## The consuming thread (num_workers=0)", "",
+             "*consume only*: the batches already in memory, only the consuming step timed (the ceiling for any loader "
+             "at num_workers=0). *data wait*: one more epoch, profiled: the share of it the consuming thread spent "
+             "blocked waiting for a prefetched block or the cache writer.", "",
+             "| backend | data | phase | epoch s (profiled) | data wait s | data wait share |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in pick(results, method="consume_only"):
+        lines.append(f"| memory | {r['dataset']} | consume only: {_n(r['rows_per_s'])} rows/s | {r['median_s']:.3f} "
+                     f"| – | – |")
+    for r in pick(results, section="loader", num_workers=0, prefetch="on"):
+        m = r.get("main_thread")
+        if m:
+            lines.append(f"| {r['backend']} | {r['dataset']} | {r['phase']} | {m['epoch_s']:.3f} | {m['wait_s']:.3f} "
+                         f"| {m['wait_share']:.0%} |")
     return lines
 
 

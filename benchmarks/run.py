@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         for d, smp in samples.items():
             if "memory-baselines" not in s.skip:
                 results += guarded(doc, f"TensorDataset ({d})", inmemory.run, s, smp) or []
+                found = guarded(doc, f"consume only ({d})", inmemory.consume_only, s, smp)
+                results += [found] if found else []
             if "litdata" not in s.skip:
                 found, missing = guarded(doc, f"litdata ({d})", litdata_baseline.run, s, smp) or ([], [])
                 results += found

@@ -302,11 +302,11 @@ class BlockCache:
     def key(block: int) -> bytes:
         return _KEY.pack(block)
 
-    def put(self, block: int, packed: bytes) -> bool:
+    def put(self, block: int, packed: bytes | bytearray) -> bool:
         """Store a packed block; False (and caching stops) when the disk is full and ``on_full="skip"``."""
         return self.put_many([(block, packed)])
 
-    def put_many(self, items: Sequence[tuple[int, bytes]]) -> bool:
+    def put_many(self, items: Sequence[tuple[int, bytes | bytearray]]) -> bool:
         """Store packed blocks in one transaction (one commit and sync for all): all of them or, on failure, none.
 
         False (and caching stops) when the disk is full and ``on_full="skip"``.

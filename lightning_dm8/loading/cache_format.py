@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_dm8.tables.block import Block, label_dtype
+from lightning_dm8.tables.block import HEADROOM, Block, label_dtype
 from lightning_dm8.tables.codecs import FeatureCodec, LabelKind
 from lightning_dm8.tables.ragged import Ragged, gather, offsets_of
 
@@ -40,14 +40,22 @@ FORMAT = "LDB2"
 _MAGIC = FORMAT.encode()
 _HEADER = struct.Struct("<4sIQQ")
 _CHECKED_FROM = 8  # the checksum covers the row count, the size and everything after the header
+assert _HEADER.size == HEADROOM, "a block's flat form leaves room for exactly this header"
 
 
 class CorruptBlockError(ValueError):
     """A cached value is not the packed block it should be (checksum, size, layout or row ids differ)."""
 
 
-def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> bytes:
-    """The block as one compact value: header, row ids, labels, then features (offsets + payload if ragged)."""
+def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> bytes | bytearray:
+    """The block as one compact value: header, row ids, labels, then features (offsets + payload if ragged).
+
+    A block decoded from database rows already is that value after its header (its flat form,
+    :mod:`lightning_dm8.tables.block`): the header is written into the room left for it and the same buffer is
+    returned, no copy. Other blocks are packed into a new value.
+    """
+    if block.flat is not None:
+        return _seal(block.flat, len(block))
     parts = [block.row_ids.astype("<i8").tobytes()]
     if block.labels is not None:
         parts.append(block.labels.astype(label_dtype(label_kind)).tobytes())
@@ -65,6 +73,13 @@ def pack_block(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> byte
     counts = _HEADER.pack(_MAGIC, 0, len(block), len(body))[_CHECKED_FROM:]
     checksum = zlib.crc32(body, zlib.crc32(counts))
     return b"".join((_HEADER.pack(_MAGIC, checksum, len(block), len(body)), body))
+
+
+def _seal(flat: bytearray, n: int) -> bytearray:
+    """Write the header into the first bytes of ``flat`` (a block's flat form), checksum last."""
+    _HEADER.pack_into(flat, 0, _MAGIC, 0, n, len(flat) - _HEADER.size)
+    _HEADER.pack_into(flat, 0, _MAGIC, zlib.crc32(memoryview(flat)[_CHECKED_FROM:]), n, len(flat) - _HEADER.size)
+    return flat
 
 
 def _raw(feature: Any, codec: FeatureCodec) -> bytes:
@@ -119,8 +134,48 @@ def _check_offsets(buf: bytes | memoryview, codec: FeatureCodec, n: int, fixed: 
 
 
 def unpack_block(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind) -> Block:
-    """Inverse of :func:`pack_block` (check the value first with :func:`check_packed`)."""
-    return take_packed(buf, codec, label_kind, np.arange(_rows(buf)))
+    """Inverse of :func:`pack_block` (check the value first with :func:`check_packed`).
+
+    Fixed-size and variable-length array features, row ids and labels are read-only views of ``buf`` (no copy: keep
+    ``buf`` valid while they are used); text and bytes rows are decoded.
+    """
+    n = _rows(buf)
+    viewed = _viewed(buf, codec, label_kind, n)
+    return viewed if viewed is not None else take_packed(buf, codec, label_kind, np.arange(n))
+
+
+def packed_rows(
+    buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind, index: np.ndarray
+) -> tuple[Block, np.ndarray]:
+    """Rows at positions ``index`` of a checked packed block, as ``(block, positions)`` for
+    :meth:`~lightning_dm8.loading.assembly.Assembler.add_rows`: the rows are copied only there, straight from ``buf``
+    (an LMDB view stays valid until its transaction ends). Text and bytes rows are decoded here (only those rows)."""
+    viewed = _viewed(buf, codec, label_kind, _rows(buf))
+    if viewed is not None:
+        return viewed, index
+    return take_packed(buf, codec, label_kind, index), np.arange(len(index))
+
+
+def _viewed(buf: bytes | memoryview, codec: FeatureCodec, label_kind: LabelKind, n: int) -> Block | None:
+    """The block as views of ``buf``, or None for text and bytes rows (decoded, not viewed)."""
+    if codec.kind in ("text", "bytes"):
+        return None
+    pos = _HEADER.size
+    row_ids = np.frombuffer(buf, dtype="<i8", count=n, offset=pos)
+    pos += 8 * n
+    labels = None
+    if label_kind != "none":
+        labels = np.frombuffer(buf, dtype=label_dtype(label_kind), count=n, offset=pos)
+        pos += 8 * n
+    if codec.kind in ("array", "numeric"):
+        dtype = codec.np_dtype if codec.kind == "array" else np.dtype(np.float32)
+        shape = codec.shape if codec.kind == "array" else (len(codec.columns),)
+        features = np.frombuffer(buf, dtype=dtype, count=n * math.prod(shape), offset=pos).reshape((n, *shape))
+        return Block(row_ids, features, labels)
+    offsets = np.frombuffer(buf, dtype="<i8", count=n + 1, offset=pos)
+    itemsize = codec.np_dtype.itemsize
+    flat = np.frombuffer(buf, dtype=codec.np_dtype, count=int(offsets[-1]) // itemsize, offset=pos + 8 * (n + 1))
+    return Block(row_ids, Ragged(flat, offsets // itemsize), labels)
 
 
 def _rows(buf: bytes | memoryview) -> int:

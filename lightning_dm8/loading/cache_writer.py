@@ -33,7 +33,7 @@ class CacheWriter:
         self._thread: ProcessLocal[_WriterThread] = ProcessLocal(
             functools.partial(_WriterThread, cache), close=_WriterThread.stop)
 
-    def submit(self, block: int, packed: bytes) -> None:
+    def submit(self, block: int, packed: bytes | bytearray) -> None:
         """Queue a block for the cache (waits while the queue is full)."""
         thread = self._thread.get()
         thread.raise_error()
@@ -56,7 +56,7 @@ class _WriterThread:
 
     def __init__(self, cache: BlockCache) -> None:
         self.cache = cache
-        self.queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(_QUEUE_BLOCKS)
+        self.queue: queue.Queue[tuple[int, bytes | bytearray] | None] = queue.Queue(_QUEUE_BLOCKS)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ldm8-cache-writer", daemon=True)
         self.thread.start()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from block_rows import ARRAY, TEXT, VARLEN, features_equal, rows_for
+from block_rows import ARRAY, CODECS, TEXT, VARLEN, features_equal, rows_for
 
-from lightning_dm8.loading.assembly import assemble, group_by_block
+from lightning_dm8.loading.assembly import assemble, assemble_rows, group_by_block
 from lightning_dm8.tables.block import block_from_rows
 from lightning_dm8.tables.codecs import FeatureCodec
+from lightning_dm8.tables.ragged import Ragged
 
 
 @pytest.mark.parametrize("codec", [ARRAY, VARLEN, TEXT], ids=lambda c: c.kind)
@@ -29,3 +30,27 @@ def test_assemble_puts_each_part_at_its_positions(codec: FeatureCodec, n_parts: 
 def test_group_by_block_lists_positions_per_block_in_block_order() -> None:
     groups = group_by_block(np.array([25, 3, 17, 9, 30, 1]), 10)
     assert [(b, g.tolist()) for b, g in groups] == [(0, [1, 3, 5]), (1, [2]), (2, [0]), (3, [4])]
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.kind)
+@pytest.mark.parametrize("labelled", [True, False], ids=["labelled", "unlabelled"])
+def test_rows_go_from_their_blocks_straight_to_their_places(codec: FeatureCodec, labelled: bool) -> None:
+    """assemble_rows (one copy per row, no taken part in between) gives what take-then-assemble gave, leaves the
+    blocks alone and hands out arrays of its own."""
+    kind = "int" if labelled else "none"
+    blocks = [block_from_rows(rows_for(codec, 10, labelled, start=10 * b), codec, kind, "t") for b in range(3)]
+    whole = block_from_rows(rows_for(codec, 30, labelled), codec, kind, "t")
+    rng = np.random.default_rng(7)
+    wanted = rng.permutation(30)[:17]
+    groups = group_by_block(wanted, 10)
+    got = assemble_rows([blocks[b] for b, _ in groups], [wanted[g] - 10 * b for b, g in groups],
+                        [g for _, g in groups], len(wanted))
+    expected = whole.take(wanted)
+    assert got.row_ids.tolist() == wanted.tolist()
+    assert (got.labels is None) == (not labelled)
+    if labelled:
+        assert got.labels.tolist() == expected.labels.tolist()
+    assert features_equal(list(got.features), list(expected.features))
+    values = got.features.values if isinstance(got.features, Ragged) else got.features
+    if isinstance(values, np.ndarray):
+        assert values.flags.writeable and not any(np.shares_memory(values, b.flat) for b in blocks if b.flat)

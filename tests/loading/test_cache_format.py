@@ -10,8 +10,10 @@ import pytest
 from block_rows import ARRAY, BYTES, CODECS, NUMERIC, TEXT, VARLEN, features_equal, rows_for
 
 from lightning_dm8.loading.cache_format import CorruptBlockError, check_packed, pack_block, take_packed, unpack_block
-from lightning_dm8.tables.block import block_from_rows
+from lightning_dm8.loading.cache_format import packed_rows as packed_rows_of
+from lightning_dm8.tables.block import Block, block_from_rows
 from lightning_dm8.tables.codecs import FeatureCodec
+from lightning_dm8.tables.ragged import Ragged
 
 
 def packed_rows(codec: FeatureCodec, n: int = 6, start: int = 0, labelled: bool = True) -> bytes:
@@ -116,3 +118,42 @@ def test_forged_text_that_is_not_utf8_is_refused_when_read() -> None:
     check_packed(forged, TEXT, "int", 0, 6)
     with pytest.raises(CorruptBlockError, match="not UTF-8"):
         take_packed(forged, TEXT, "int", np.array([0]))
+
+
+def _without_flat(block: Block) -> Block:
+    """The same rows as a block built by hand: packed the way every block was before blocks had a flat form."""
+    features = block.features
+    if isinstance(features, np.ndarray):
+        features = features.copy()
+    elif isinstance(features, Ragged):
+        features = Ragged(features.values.copy(), features.offsets.copy())
+    else:
+        features = list(features)
+    return Block(block.row_ids.copy(), features, None if block.labels is None else block.labels.copy())
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.kind)
+@pytest.mark.parametrize("kind", ["int", "float", "none"])
+def test_a_decoded_block_is_packed_in_place_byte_for_byte(codec: FeatureCodec, kind: str) -> None:
+    """The flat form a block is decoded into is the cache value: the same bytes packing builds (so caches written
+    before stay valid), sealed in place without a copy."""
+    block = block_from_rows(rows_for(codec, 9, kind != "none", start=200), codec, kind, "t")
+    packed = pack_block(block, codec, kind)
+    assert packed is block.flat
+    assert bytes(packed) == pack_block(_without_flat(block), codec, kind)
+    check_packed(packed, codec, kind, 200, 209)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.kind)
+def test_packed_rows_are_the_rows_take_packed_copies(codec: FeatureCodec) -> None:
+    packed = bytes(packed_rows(codec, 8))
+    index = np.array([7, 0, 3, 3, 5])
+    part, positions = packed_rows_of(memoryview(packed), codec, "int", index)
+    taken = take_packed(packed, codec, "int", index)
+    assert part.row_ids[positions].tolist() == taken.row_ids.tolist()
+    assert part.labels[positions].tolist() == taken.labels.tolist()
+    got = part.features[positions] if isinstance(part.features, np.ndarray) else [part.features[i] for i in positions]
+    assert features_equal(list(got), list(taken.features))
+    unpacked = unpack_block(packed, codec, "int")
+    decoded = block_from_rows(rows_for(codec, 8), codec, "int", "t")
+    assert features_equal(list(unpacked.features), list(decoded.features))

@@ -69,3 +69,34 @@ def test_take_and_concat() -> None:
         joined = Block.concat([block.take(np.arange(3)), block.take(np.arange(3, 6))])
         assert joined.row_ids.tolist() == list(range(6)) and features_equal(joined.features, block.features)
     assert Block.concat([arrays]) is arrays
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.kind)
+@pytest.mark.parametrize("kind", ["int", "float", "none"])
+def test_decoded_blocks_are_views_of_one_flat_buffer(codec: FeatureCodec, kind: str) -> None:
+    """Fixed and variable-length features are read-only views of the block's flat form (nothing writes through a
+    block into what the cache stores); row ids and labels are arrays of their own."""
+    block = block_from_rows(rows_for(codec, 7, kind != "none", start=3), codec, kind, "t")
+    assert isinstance(block.flat, bytearray)
+    assert block.row_ids.tolist() == list(range(3, 10)) and block.row_ids.dtype == np.int64
+    if kind != "none":
+        assert block.labels.dtype == (np.int64 if kind == "int" else np.float64)
+        assert block.labels.tolist() == [10 * i for i in range(3, 10)]
+    values = block.features.values if codec.kind == "varlen" else block.features
+    if isinstance(values, np.ndarray):
+        assert not values.flags.writeable and np.shares_memory(values, np.frombuffer(block.flat, np.uint8))
+
+
+def test_sizes_are_checked_row_by_row() -> None:
+    """One row too long and the next too short add up to the right total: still the first of them is named."""
+    rows = rows_for(ARRAY, 4, start=20)
+    rows = _with(_with(rows, 1, 1, b"\x00" * 9), 2, 1, b"\x00" * 7)
+    with pytest.raises(InvalidDatasetError, match=r"row_id 21: features hold 9 bytes, expected 8"):
+        block_from_rows(rows, ARRAY, "int", "data")
+
+
+def test_driver_buffers_other_than_bytes_decode_the_same() -> None:
+    rows = rows_for(ARRAY, 3)
+    as_views = [(i, memoryview(bytearray(f)), y) for i, f, y in rows]
+    a, b = block_from_rows(rows, ARRAY, "int", "t"), block_from_rows(as_views, ARRAY, "int", "t")
+    assert features_equal(a.features, b.features) and bytes(a.flat or b"") == bytes(b.flat or b"")
