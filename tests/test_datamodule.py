@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from loading.support import (
     RecordingModule,
@@ -173,6 +173,43 @@ def test_epoch_stats_show_where_rows_came_from(sqlite_url, tmp_path, cached) -> 
     quiet_trainer(max_epochs=1, callbacks=[later]).fit(RecordingModule(), datamodule=rerun)
     assert later.epochs[0]["queries"] == (0 if cached else 16)
     assert later.epochs[0]["rows_from_cache"] == (N_ROWS if cached else 0)
+
+
+# -- what Lightning sees: no warning about the loader, batch indices for prediction writers -----------------------
+
+
+LOADER_WARNINGS = ("has `__len__` defined", "Couldn't infer the batch indices", "does not have many workers")
+
+
+class RowIdWriter(BasePredictionWriter):
+    """Keeps the ``batch_indices`` Lightning hands a prediction writer, and the labels (row ids) of each batch."""
+
+    def __init__(self) -> None:
+        super().__init__("batch")
+        self.seen: list[tuple[list[int], list[int]]] = []
+
+    def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any,
+                           batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.seen.append((list(batch_indices), batch[1].tolist()))
+
+
+class Predicting(RecordingModule):
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0].float())
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_lightning_sees_an_exact_loader_and_gets_the_row_ids_of_predictions(sqlite_url, tmp_path, num_workers,
+                                                                            recwarn) -> None:
+    write_labelled(sqlite_url, "rows", N_ROWS)
+    dm = DM8DataModule(sqlite_url, train_table="rows", predict_table="rows", batch_size=BATCH, num_workers=num_workers,
+                       cache_dir=str(tmp_path / "cache"), progress=False)
+    quiet_trainer(max_epochs=1).fit(RecordingModule(), datamodule=dm)
+    writer = RowIdWriter()
+    quiet_trainer(callbacks=[writer]).predict(Predicting(), datamodule=dm, return_predictions=False)
+    assert len(writer.seen) == BATCHES and all(ids == labels for ids, labels in writer.seen)
+    assert_exactly_once(np.concatenate([ids for ids, _ in writer.seen]), N_ROWS)
+    assert not [str(w.message) for w in recwarn if any(text in str(w.message) for text in LOADER_WARNINGS)]
 
 
 # -- cache invalidation ------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class TextClassificationModel(Classifier):
         vocab_url: str | None = None, embed_dim: int = 64, optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 5.0, lr_factor: float = 0.1,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes)
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
         self.vocab_url = vocab_url

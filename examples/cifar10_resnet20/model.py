@@ -71,7 +71,7 @@ class ResNet20(Classifier):
         self, num_classes: int = 10, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
         milestones: list[int] | None = None, shortcut: str = "A",
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes)
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' (zero-padding) or 'B' (1x1 projection); got {shortcut!r}")
         self.save_hyperparameters()

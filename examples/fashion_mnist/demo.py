@@ -45,28 +45,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/demo", help="where the SQLite database, cache and logs go")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--source", choices=["auto", "fashion-mnist", "digits"], default="auto",
+                        help="auto: Fashion-MNIST when Debian's dataset-fashion-mnist is installed, else digits")
+    parser.add_argument("--limit", type=int, help="keep only the first LIMIT images of each split (a quick run)")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{workdir / 'demo.db'}"
-    source = "fashion-mnist" if Path(FASHION_MNIST_ROOT).is_dir() else "digits"
-    if source == "digits":
-        print(f"{FASHION_MNIST_ROOT} not found (apt-get install dataset-fashion-mnist); using scikit-learn's digits")
+    source = args.source
+    if source == "auto":
+        source = "fashion-mnist" if Path(FASHION_MNIST_ROOT).is_dir() else "digits"
+        if source == "digits":
+            print(f"{FASHION_MNIST_ROOT} not found (apt-get install dataset-fashion-mnist); using scikit-learn's "
+                  f"digits")
     start = time.perf_counter()
-    import_source(source, url, "demo", if_exists="replace")
+    import_source(source, url, "demo", if_exists="replace", limit=args.limit)
     pl.seed_everything(0)
     dm = DM8DataModule(url, train_table="demo_train", val_table="demo_test", test_table="demo_test",
                        predict_table="demo_test", batch_size=128, cache_dir=str(workdir / "cache"), seed=0)
     run = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    checkpoints = DM8Checkpoint(url, run=run, monitor="val_acc", mode="max", save_top_k=1)
+
+    def checkpoints() -> DM8Checkpoint:
+        """The same callback (run, monitor, mode) for training and for restoring: Lightning matches a checkpoint's
+        callback state to the callbacks of the Trainer that restores it."""
+        return DM8Checkpoint(url, run=run, monitor="val_acc", mode="max", save_top_k=1)
+
     trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", default_root_dir=str(workdir), logger=False,
-                         callbacks=[checkpoints])
+                         callbacks=[checkpoints()])
     trainer.fit(SmallCNN(image_size=28 if source == "fashion-mnist" else 8), dm)
 
     best = f"dm8:{run}:best"
     print(f"restoring {best} from the database")
     evaluator = pl.Trainer(accelerator="cpu", logger=False, default_root_dir=str(workdir),
-                           callbacks=[DM8Checkpoint(url, run=run),
+                           callbacks=[checkpoints(),
                                       DM8PredictionWriter(url, table="demo_predictions", if_exists="replace")])
     model = SmallCNN(image_size=28 if source == "fashion-mnist" else 8)
     accuracy = evaluator.test(model, dm, ckpt_path=best)[0]["test_acc"]

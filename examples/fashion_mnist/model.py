@@ -13,7 +13,7 @@ class SmallCNN(Classifier):
     """Two conv blocks and a linear head; takes uint8 images straight from the dataset table."""
 
     def __init__(self, num_classes: int = 10, lr: float = 2e-3, image_size: int = 28) -> None:
-        super().__init__()
+        super().__init__(num_classes)
         self.save_hyperparameters()
         self.features = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),

@@ -1,8 +1,8 @@
 """``lightning-dm8``: the entry point, the one parser of the table commands, and the import path.
 
 ``fit``, ``validate``, ``test`` and ``predict`` go to Lightning's own CLI (:mod:`lightning_dm8.cli.lightning`);
-``import``, ``ls``, ``info``, ``drop`` and ``checkpoints`` are parsed by :func:`build_parser` and run here under the
-error policy of :mod:`lightning_dm8.cli.errors`.
+``import``, ``ls``, ``info``, ``drop``, ``gc``, ``checkpoints`` and ``cache`` are parsed by :func:`build_parser` and run
+here under the error policy of :mod:`lightning_dm8.cli.errors`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 from typing_extensions import override
 
-from lightning_dm8.cli import checkpoints, datasets
+from lightning_dm8.cli import cache, checkpoints, datasets
 from lightning_dm8.cli.common import close_database, url_options
 from lightning_dm8.cli.errors import EXIT_MISUSE, EXIT_OK, REPORTED, UsageError, report
 from lightning_dm8.cli.lightning import COMMANDS as LIGHTNING_COMMANDS
@@ -21,7 +21,7 @@ from lightning_dm8.cli.lightning import lightning_cli
 from lightning_dm8.db.urls import PASSWORD_ENV, URL_ENV
 from lightning_dm8.errors import LightningDM8Error
 
-TABLE_COMMANDS = ("import", "ls", "info", "drop", "gc", "checkpoints")
+TABLE_COMMANDS = ("import", "ls", "info", "drop", "gc", "checkpoints", "cache")
 
 IMPORT_PATH_ENV = "LIGHTNING_DM8_IMPORT_PATH"
 """Folders (separated by ``os.pathsep``) added to the import path, as ``--import-path`` does."""
@@ -67,6 +67,7 @@ def build_parser() -> Parser:
     options = url_options()
     datasets.add_commands(commands, options)
     checkpoints.add_commands(commands, options)
+    cache.add_commands(commands, options)
     return parser
 
 
@@ -107,8 +108,23 @@ def add_import_paths(folders: list[str]) -> None:
         sys.path.insert(0, path)
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Each ``--config FILE`` of a Lightning command must exist (else one line, not Lightning's usage text)."""
+    for position, item in enumerate(argv):
+        if item == "--":
+            return
+        if item.startswith("--config="):
+            path = item.split("=", 1)[1]
+        elif item == "--config" and position + 1 < len(argv):
+            path = argv[position + 1]
+        else:
+            continue
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise UsageError(f"--config {path!r}: no such file")
+
+
 def run_table_command(argv: list[str]) -> int:
-    """Parse and run ``import``, ``ls``, ``info``, ``drop`` or ``checkpoints``."""
+    """Parse and run a table command: ``import``, ``ls``, ``info``, ``drop``, ``gc``, ``checkpoints``, ``cache``."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help
@@ -121,6 +137,7 @@ def run_table_command(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``lightning-dm8`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         argv, folders = take_import_paths(argv)
@@ -130,10 +147,17 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK if argv else EXIT_MISUSE
         if argv[0] in TABLE_COMMANDS:
             return run_table_command(argv)
+        check_config_files(argv)
     except REPORTED as exc:
         return report(exc)
+    if from_command_line:
+        # LightningCLI reads the command line itself; DDP ranks it starts run this same line again, and find the
+        # import path in the environment.
+        sys.argv[1:] = argv
+        if folders:
+            os.environ[IMPORT_PATH_ENV] = os.pathsep.join(folders)
     try:
-        lightning_cli(argv)
+        lightning_cli(None if from_command_line else argv)
     except LightningDM8Error as exc:  # the project's errors are one line here too; a model's own keep their traceback
         return report(exc)
     return EXIT_OK

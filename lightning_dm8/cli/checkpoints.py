@@ -11,6 +11,8 @@ import argparse
 import pickle
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from lightning_dm8.checkpoint.api import delete_checkpoints, export_checkpoint, list_checkpoints, load_checkpoint
 from lightning_dm8.checkpoint.paths import format_ckpt_path, parse_selector
 from lightning_dm8.checkpoint.records import CheckpointInfo
@@ -19,8 +21,9 @@ from lightning_dm8.checkpoint.store import CheckpointStore
 from lightning_dm8.cli.common import confirm, database, yes_option
 from lightning_dm8.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
 from lightning_dm8.cli.hparams import read_hyperparameters
-from lightning_dm8.cli.output import format_table, printable
+from lightning_dm8.cli.output import format_size, format_table, printable
 from lightning_dm8.db.engine import Database
+from lightning_dm8.importers.pipeline import refreshing
 
 _COLUMNS = ("run", "version", "name", "kind", "epoch", "step", "monitor", "value", "size", "created (UTC)", "sha256")
 
@@ -111,8 +114,14 @@ def _print_hparams(db: Database, store: CheckpointStore, info: CheckpointInfo, t
 
 
 def _export(args: argparse.Namespace, db: Database) -> int:
-    info = export_checkpoint(db, args.run, parse_selector(args.version), args.path, table=args.table)
-    what = f"{_size(info.size_bytes)}, sha256 {info.sha256}"
+    selector = parse_selector(args.version)
+    size = CheckpointStore(db, args.table).resolve(args.run, selector).size_bytes
+    # A bar on a terminal (the read reports no progress of its own: its elapsed time moves, and it fills when done).
+    with tqdm(total=size, desc=f"exporting {printable(args.run)} {printable(args.version)}", unit="B",
+              unit_scale=True, disable=None) as bar, refreshing(bar):
+        info = export_checkpoint(db, args.run, selector, args.path, table=args.table)
+        bar.update(size)
+    what = f"{format_size(info.size_bytes)}, sha256 {info.sha256}"
     print(f"wrote {printable(args.path)} ({what}): run {printable(repr(info.run))} version {info.version}")
     return EXIT_OK
 
@@ -137,18 +146,9 @@ def _row(c: CheckpointInfo) -> tuple[str, ...]:
     value = "" if c.monitor_value is None else f"{c.monitor_value:.6g}"
     return (
         c.run, str(c.version), c.name or "", c.kind, _text(c.epoch), _text(c.global_step), c.monitor or "", value,
-        _size(c.size_bytes), c.created_at.isoformat(sep=" ", timespec="seconds"), c.sha256[:12],
+        format_size(c.size_bytes), c.created_at.isoformat(sep=" ", timespec="seconds"), c.sha256[:12],
     )
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _size(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{count} B"

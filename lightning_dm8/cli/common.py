@@ -8,7 +8,7 @@ import sys
 
 from lightning_dm8.cli.errors import UsageError
 from lightning_dm8.cli.output import printable
-from lightning_dm8.db.coerce import as_database
+from lightning_dm8.datamodule import open_database
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import PASSWORD_ENV, URL_ENV
 from lightning_dm8.errors import TableNotFoundError
@@ -34,6 +34,11 @@ def yes_option() -> argparse.ArgumentParser:
     return options
 
 
+def given_url(args: argparse.Namespace) -> str | None:
+    """The URL of ``--url``, else ``$LIGHTNING_DM8_URL``, else None."""
+    return getattr(args, "url", None) or os.environ.get(URL_ENV) or None
+
+
 def database(args: argparse.Namespace, *, must_exist: bool = True) -> Database:
     """The database of ``--url`` (or ``$LIGHTNING_DM8_URL``).
 
@@ -44,11 +49,11 @@ def database(args: argparse.Namespace, *, must_exist: bool = True) -> Database:
     opened: Database | None = getattr(args, "opened_database", None)
     if opened is not None:
         return opened
-    url = args.url or os.environ.get(URL_ENV)
+    url = given_url(args)
     if not url:
         raise UsageError(f"no database given: pass --url URL or set {URL_ENV} (which keeps a password off the "
                          f"command line)")
-    db = as_database(url)
+    db = open_database(url, "--url" if args.url else f"${URL_ENV}")
     if must_exist and not db.backend.exists_locally(db.sa_url):
         raise TableNotFoundError(f"there is no database at {db.url}: the file does not exist, so nothing has been "
                                  f"saved there yet")

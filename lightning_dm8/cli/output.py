@@ -40,3 +40,13 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
 
+
+
+def format_size(count: int) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB``, ``20.3 MiB``, ``1.2 GiB``."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"

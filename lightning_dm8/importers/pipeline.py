@@ -9,11 +9,14 @@ with a vocabulary built on the training split and stored in the database as a te
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
@@ -82,27 +85,54 @@ SOURCES: dict[str, tuple[Callable[[str | None], Splits], bool]] = {
 """Source name -> (loader of {"train", "test"} splits, whether the source is text)."""
 
 
+@contextmanager
+def refreshing(bar: tqdm, every: float = 0.5) -> Iterator[tqdm]:
+    """Keep ``bar``'s elapsed time moving while a step that reports no progress of its own runs (reading a file
+    in one call, say): a bar that stands still looks like a hang."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, name="ldm8-progress", daemon=True)
+    if not bar.disable:
+        thread.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+
+
 def load_splits(
-    source: str, *, root: str | None = None, limit: int | None = None,
+    source: str, *, root: str | None = None, limit: int | None = None, progress: bool = False,
 ) -> tuple[Splits, Vocabulary | None]:
     """Read ``source``'s ``{"train", "test"}`` splits as they are written to the database.
 
     Images are uint8 arrays; texts come back encoded as int64 token-id arrays with the vocabulary built on the
     (limited) training split, which is returned too (None for images). ``limit`` keeps the first rows of each
-    split, for quick runs.
+    split, for quick runs. ``progress`` shows a bar while the files are read and (texts) while they are tokenised.
     """
     if source not in SOURCES:
         raise InvalidInputError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be at least 1 row per split; got {limit}")
     load, is_text = SOURCES[source]
-    splits = load(root)
+    with tqdm(total=1, desc=f"reading {source}", unit="source", disable=not progress) as bar, refreshing(bar):
+        splits = load(root)
+        bar.update()
     if limit is not None:
         splits = {k: (features[:limit], labels[:limit]) for k, (features, labels) in splits.items()}
     if not is_text:
         return splits, None
-    vocab = Vocabulary.build(splits["train"][0])
-    return {k: (encode_texts(texts, vocab), y) for k, (texts, y) in splits.items()}, vocab
+
+    def texts(split: str, what: str) -> Any:
+        return tqdm(splits[split][0], desc=f"{what} {source} {split}", unit="texts", disable=not progress)
+
+    vocab = Vocabulary.build(texts("train", "vocabulary from"))
+    return {k: (encode_texts(texts(k, "tokenising"), vocab), y) for k, (_, y) in splits.items()}, vocab
 
 
 def import_source(
@@ -112,13 +142,14 @@ def import_source(
     """Import ``source`` into ``<name>_train`` and ``<name>_test`` (plus ``<name>_vocab`` for text sources).
 
     ``limit`` keeps the first ``limit`` rows of each split (the vocabulary is built on those training rows).
+    ``progress`` shows bars while the files are read, texts tokenised and rows written.
 
     Raises:
         InvalidInputError: an unknown source, a bad ``limit``, a source that needs ``root`` without one.
         FileNotFoundError, ValueError: the source files are missing or are not what they should be.
         TableExistsError: a table exists and ``if_exists="fail"``.
     """
-    splits, vocab = load_splits(source, root=root, limit=limit)
+    splits, vocab = load_splits(source, root=root, limit=limit, progress=progress)
     db = as_database(url)
     db.backend.prepare_local(db.sa_url)  # e.g. the folder of a SQLite file, which SQLite does not create
     written = []

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from lightning_dm8.db.process_local import ProcessLocal
-from lightning_dm8.loading.assembly import assemble, group_by_block
-from lightning_dm8.loading.batches import make_batch
+from lightning_dm8.loading.assembly import assemble_rows, group_by_block
+from lightning_dm8.loading.batches import for_transfer, make_batch
 from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worker_order
 from lightning_dm8.loading.prefetch import Prefetcher
@@ -35,6 +36,30 @@ class EpochTicket:
     @property
     def skip_batches(self) -> int:
         return sum(self.skip)
+
+
+_MODES: tuple[Mode, ...] = ("cold", "warm")
+
+
+class TicketBoard:
+    """The current :class:`EpochTicket`, in shared memory: worker processes started for an earlier epoch (persistent
+    workers) read the ticket of the epoch they are asked for, not the one they were started with.
+
+    The main process posts each epoch's ticket before it asks the workers for batches; a worker reads it when it
+    starts the epoch. A forked worker shares the memory; a spawned one receives it through torch's pickling.
+    """
+
+    def __init__(self, num_workers: int) -> None:
+        self._values = torch.zeros(2 + num_workers, dtype=torch.int64).share_memory_()
+
+    def post(self, ticket: EpochTicket) -> None:
+        workers = len(self._values) - 2
+        skip = list(ticket.skip) + [0] * (workers - len(ticket.skip))
+        self._values.copy_(torch.tensor([ticket.epoch, _MODES.index(ticket.mode), *skip[:workers]]))
+
+    def read(self) -> EpochTicket:
+        epoch, mode, *skip = self._values.tolist()
+        return EpochTicket(int(epoch), _MODES[int(mode)], tuple(int(s) for s in skip) if any(skip) else ())
 
 
 @dataclass
@@ -76,7 +101,7 @@ class BlockDataset(IterableDataset):
         self.io_threads = io_threads
         self.transform = transform
         self.collate = collate
-        self.ticket = EpochTicket()
+        self.tickets = TicketBoard(plan.num_workers)
         self._source: ProcessLocal[BlockSource] = ProcessLocal(self._make_source, close=BlockSource.close)
         self._prefetcher: ProcessLocal[Prefetcher] = ProcessLocal(self._make_prefetcher, close=Prefetcher.close)
 
@@ -85,6 +110,15 @@ class BlockDataset(IterableDataset):
 
     def _make_prefetcher(self) -> Prefetcher:
         return Prefetcher(self.prefetch_blocks, self.io_threads)
+
+    @property
+    def ticket(self) -> EpochTicket:
+        """The epoch to deliver next (posted by the loader; read by every worker when it starts the epoch)."""
+        return self.tickets.read()
+
+    @ticket.setter
+    def ticket(self, ticket: EpochTicket) -> None:
+        self.tickets.post(ticket)
 
     def __len__(self) -> int:
         return batches_per_rank(self.plan)
@@ -101,6 +135,30 @@ class BlockDataset(IterableDataset):
         """Whether the cache holds every block of the table (False without a cache)."""
         return self.cache is not None and self.cache.is_complete()
 
+    def cached_fraction(self) -> float:
+        """The share of the table's blocks in the cache, 0..1 (0 without a cache)."""
+        if self.cache is None or self.cache.n_blocks == 0:
+            return 0.0
+        return min(1.0, self.cache.cached_blocks() / self.cache.n_blocks)
+
+    def missing_blocks(self) -> list[int]:
+        """The blocks of the table not in the cache (none without a cache)."""
+        if self.cache is None:
+            return []
+        with self.cache.reader() as txn:
+            return [b for b in range(self.cache.n_blocks) if txn.get(BlockCache.key(b)) is None]
+
+    def fill(self, blocks: list[int], on_block: Callable[[], None] | None = None) -> dict[str, float]:
+        """Read ``blocks`` from the database into the cache in this process (prefetched, committed before this
+        returns); returns what it cost (the :class:`LoadStats` counts)."""
+        source = self.source()
+        source.start_epoch()
+        for _ in self._prefetcher.get().map(source.load, blocks):
+            if on_block is not None:
+                on_block()
+        source.flush()
+        return source.stats.take()
+
     def __iter__(self) -> Iterator[BatchEnvelope]:
         worker, num_workers = self._worker()
         if num_workers != self.plan.num_workers:
@@ -110,20 +168,22 @@ class BlockDataset(IterableDataset):
             )
         ticket = self.ticket
         order = worker_order(self.plan, ticket.epoch, self.rank, worker, ticket.mode)
-        skip_rows = min(len(order), self._worker_skip(worker) * self.plan.batch_size)
+        skip = ticket.skip[worker] if worker < len(ticket.skip) else 0  # batches delivered before a resume
+        skip_rows = min(len(order), skip * self.plan.batch_size)
         order = order[skip_rows:]
         source = self.source()
         source.start_epoch()
         blocks = (self._random_access if ticket.mode == "warm" and self.plan.shuffle and self.cache is not None
                   else self._streaming)(order)
         last = -(-len(order) // self.plan.batch_size) - 1
+        ready = for_transfer if get_worker_info() is not None else _unchanged
         for number, block in enumerate(blocks):
             if number == last:
                 # Every block this epoch read is in the cache before its last batch is handed over: whoever
                 # receives it (the next epoch, another process) finds the cache as complete as the epoch made it.
                 source.flush()
-            yield BatchEnvelope(make_batch(block, self.transform, self.collate), block.row_ids, source.stats.take(),
-                                worker)
+            yield BatchEnvelope(ready(make_batch(block, self.transform, self.collate)), block.row_ids,
+                                source.stats.take(), worker)
 
     def close(self) -> None:
         """Release this process's prefetch threads, cache writer, connections and cache handle (each opens again on
@@ -133,11 +193,6 @@ class BlockDataset(IterableDataset):
         self.reader.close()
         if self.cache is not None:
             self.cache.close()
-
-    def _worker_skip(self, worker: int) -> int:
-        """Batches this worker already delivered before a resume."""
-        skip = self.ticket.skip
-        return skip[worker] if worker < len(skip) else 0
 
     def _random_access(self, order: np.ndarray) -> Iterator[Block]:
         """Batches of ``order`` from the cache, gathered a window of batches (up to 16 MB) at a time: one cache
@@ -174,12 +229,17 @@ class BlockDataset(IterableDataset):
                 while b not in loaded:
                     key, value = next(fetched)
                     loaded[key] = value
-            parts = [loaded[b].take(rows[group] - b * block_size) for b, group in groups]
-            yield assemble(parts, [group for _, group in groups], len(rows))
+            # Each row copied once, from its block straight to its place in the batch (no taken part in between).
+            yield assemble_rows([loaded[b] for b, _ in groups], [rows[group] - b * block_size for b, group in groups],
+                                [group for _, group in groups], len(rows))
             for b, group in groups:
                 remaining[b] -= len(group)
                 if remaining[b] == 0:
                     del loaded[b]
+
+
+def _unchanged(batch: Any) -> Any:
+    return batch
 
 
 def _span(bounds: tuple[int, int]) -> int:

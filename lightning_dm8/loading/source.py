@@ -14,7 +14,7 @@ import numpy as np
 from lightning_dm8.errors import DatabaseUnavailableError
 from lightning_dm8.loading.assembly import Assembler, group_by_block
 from lightning_dm8.loading.cache import BlockCache
-from lightning_dm8.loading.cache_format import CorruptBlockError, check_packed, pack_block, take_packed, unpack_block
+from lightning_dm8.loading.cache_format import CorruptBlockError, check_packed, pack_block, packed_rows, unpack_block
 from lightning_dm8.loading.cache_writer import CacheWriter
 from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.ragged import Ragged
@@ -22,13 +22,14 @@ from lightning_dm8.tables.reader import TableReader
 
 log = logging.getLogger(__name__)
 _COUNTS = ("queries", "rows_from_db", "rows_from_cache", "bytes_from_db", "db_seconds", "padding_rows",
-           "replaced_blocks")
+           "replaced_blocks", "rows", "seconds", "wait_seconds")
 
 
 @dataclass
 class LoadStats:
-    """What one epoch cost: queries, rows from the database and from the cache, bytes, seconds waiting, and cached
-    blocks that failed their check and were read again from the database."""
+    """What one epoch (or a stretch of it) cost: queries, rows from the database and from the cache, bytes, seconds
+    waiting on the database, cached blocks that failed their check and were read again from the database; and, as
+    the loader delivered them, rows handed over, wall seconds, and seconds the consumer waited for a batch."""
 
     queries: int = 0
     rows_from_db: int = 0
@@ -37,6 +38,9 @@ class LoadStats:
     db_seconds: float = 0.0
     padding_rows: int = 0
     replaced_blocks: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    wait_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -61,6 +65,16 @@ class LoadStats:
             for key in values:
                 setattr(self, key, type(values[key])())
         return values
+
+    def rates(self) -> dict[str, float]:
+        """``rows_per_s`` delivered, ``cache_hit`` (% of rows read that came from the cache) and ``wait_share`` (% of
+        the wall time the consumer spent waiting for batches)."""
+        read = self.rows_from_cache + self.rows_from_db
+        return {
+            "rows_per_s": self.rows / self.seconds if self.seconds > 0 else 0.0,
+            "cache_hit": 100.0 * self.rows_from_cache / read if read else 0.0,
+            "wait_share": 100.0 * min(1.0, self.wait_seconds / self.seconds) if self.seconds > 0 else 0.0,
+        }
 
 
 class BlockSource:
@@ -177,25 +191,28 @@ class BlockSource:
                 self._snapshot = txn.id()
             for block, group in group_by_block(row_ids, self.block_size):
                 positions = row_ids[group] - block * self.block_size
-                part, cached = self._take_cached(txn.get(BlockCache.key(block)), block, positions)
-                assembler.add(part, group)
+                part, rows, cached = self._take_cached(txn.get(BlockCache.key(block)), block, positions)
+                assembler.add_rows(part, rows, group)  # copied once, from the cache's pages to their place
                 from_cache += len(group) if cached else 0
         self.stats.add({"rows_from_cache": from_cache})
         return assembler.result()
 
-    def _take_cached(self, view: bytes | memoryview | None, block: int, positions: np.ndarray) -> tuple[Block, bool]:
-        """Rows ``positions`` of ``block`` from its cache entry ``view`` (checked once per snapshot) or, when it is
-        missing or bad, from the database; and whether they came from the cache."""
+    def _take_cached(
+        self, view: bytes | memoryview | None, block: int, positions: np.ndarray
+    ) -> tuple[Block, np.ndarray, bool]:
+        """Rows ``positions`` of ``block`` as ``(part, its positions)`` for the assembler, from its cache entry
+        ``view`` (checked once per snapshot; the part views it) or, when it is missing or bad, from the database; and
+        whether they came from the cache."""
         if view is None:
-            return self._fetch(block).take(positions), False
+            return self._fetch(block), positions, False
         try:
             if block not in self._checked:
                 self._check(view, block)
                 self._checked.add(block)
-            return take_packed(view, self._codec, self._label_kind, positions), True
+            return (*packed_rows(view, self._codec, self._label_kind, positions), True)
         except CorruptBlockError as problem:
             self._checked.discard(block)
-            return self._replace(block, problem).take(positions), False
+            return self._replace(block, problem), positions, False
 
 
 def _nbytes(block: Block) -> int:

@@ -17,7 +17,7 @@ from lightning_dm8.errors import DatabaseUnavailableError, InvalidInputError, Ta
 
 from .conftest import Run
 
-EVERY_COMMAND = ("fit", "validate", "test", "predict", "import", "ls", "info", "drop", "checkpoints")
+EVERY_COMMAND = ("fit", "validate", "test", "predict", "import", "ls", "info", "drop", "gc", "checkpoints", "cache")
 
 
 def test_help_lists_every_command_on_one_line(run: Run) -> None:
@@ -59,6 +59,27 @@ def test_mistakes_are_one_line_and_exit_2(run: Run, tmp_path: Path) -> None:
     assert code == 2 and err.startswith("error: argument source: invalid choice: 'nosuch'")
     code, _, err = run("checkpoints")
     assert code == 2 and "the following arguments are required" in err
+
+
+def test_a_bad_url_and_a_missing_file_are_one_clear_line(run: Run, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run("ls", "--url", "notaurl")
+    assert (code, out) == (2, "") and err == (
+        "error: --url 'notaurl' is not a database URL; write it as sqlite:///path/to/file.db, "
+        "postgresql://user@host:5432/db, mysql://user@host:3306/db or dm://user@host:5236\n")
+    monkeypatch.setenv("LIGHTNING_DM8_URL", "notaurl")
+    code, _, err = run("checkpoints", "list")
+    assert code == 2 and err.startswith("error: $LIGHTNING_DM8_URL 'notaurl' is not a database URL")
+    code, _, err = run("fit", "--config", str(tmp_path / "missing.yaml"))
+    assert code == 2 and err == f"error: --config {str(tmp_path / 'missing.yaml')!r}: no such file\n"
+    config = tmp_path / "config.yaml"
+    config.write_text("model:\n  class_path: lightning.pytorch.demos.boring_classes.BoringModel\n"
+                      "data:\n  url: notaurl\n")
+    code, _, err = run("fit", "--config", str(config))
+    assert code == 2 and err.startswith("error: DM8DataModule: url 'notaurl' is not a database URL") \
+        and err.count("\n") == 1
+    code, _, err = run("info", "x", "--url", f"sqlite:///{tmp_path / 'typo.db'}")
+    assert code == 1 and "there is no database at" in err and not (tmp_path / "typo.db").exists()
 
 
 def test_the_exit_status_policy() -> None:

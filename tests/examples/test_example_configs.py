@@ -7,12 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
+import sqlalchemy as sa
 import yaml
 from jsonargparse import Namespace
 
 from examples.agnews_text.model import TextClassificationModel
-from lightning_dm8 import DatasetTable
+from lightning_dm8 import DatasetTable, DM8Checkpoint, DM8PredictionWriter, load_checkpoint
 from lightning_dm8.cli import MaskedSaveConfigCallback, lightning_cli, main, mask_config
 from lightning_dm8.importers.pipeline import import_source
 
@@ -24,20 +24,26 @@ def config(example: str) -> str:
     return str(REPO / "examples" / example / "config.yaml")
 
 
-def import_and_fit(source: str, example: str, class_path: str, tmp_path: Path, root: Path, batch_size: int,
-                   limit: int | None = None) -> tuple[str, dict]:
+def run_example(command: str, example: str, url: str, tmp_path: Path, *extra: str) -> int:
+    """``lightning-dm8 COMMAND --config examples/EXAMPLE/config.yaml`` on the database ``url``, all in tmp_path."""
+    return main([
+        command, "--config", config(example), f"--data.url={url}", f"--data.cache_dir={tmp_path / 'cache'}",
+        f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--data.num_workers=0", "--data.progress=false", *extra,
+    ])
+
+
+def import_and_fit(source: str, example: str, class_path: str, tmp_path: Path, root: Path | None, batch_size: int,
+                   limit: int | None = None, name: str | None = None) -> tuple[str, dict]:
     """Import ``source`` into a fresh SQLite file, run ``lightning-dm8 fit`` on the example's config for 2 steps, and
-    check what every run must leave: its config (with this URL), finite logged metrics, a checkpoint after 2 steps
-    and a filled cache. Returns the URL and the checkpoint."""
+    check what every run must leave: its config (with this URL), finite logged metrics, a checkpoint in the database
+    after 2 steps and a filled cache. Returns the URL and the checkpoint."""
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    name = source.replace("-", "_")
-    import_source(source, url, name, root=str(root), progress=False, limit=limit)
-    assert main([
-        "fit", "--config", config(example), f"--data.url={url}", "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", f"--data.cache_dir={tmp_path / 'cache'}",
-        f"--trainer.default_root_dir={tmp_path}", "--trainer.log_every_n_steps=1", "--data.num_workers=0",
-        "--data.progress=false", f"--data.batch_size={batch_size}",
-    ]) == 0
+    name = name or source.replace("-", "_")
+    import_source(source, url, name, root=None if root is None else str(root), progress=False, limit=limit)
+    assert run_example("fit", example, url, tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+                       "--trainer.limit_val_batches=1", "--trainer.log_every_n_steps=1",
+                       f"--data.batch_size={batch_size}") == 0
     (saved,) = tmp_path.glob("lightning_logs/version_0/config.yaml")
     settings = yaml.safe_load(saved.read_text())
     assert settings["data"]["url"] == url and settings["data"]["train_table"] == f"{name}_train"
@@ -48,8 +54,8 @@ def import_and_fit(source: str, example: str, class_path: str, tmp_path: Path, r
     val_acc = [float(r["val_acc"]) for r in rows if r.get("val_acc")]
     assert train_losses and all(math.isfinite(v) for v in train_losses)
     assert len(val_acc) == 1 and 0.0 <= val_acc[0] <= 1.0
-    (checkpoint,) = tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    (run,) = [c["init_args"]["run"] for c in settings["trainer"]["callbacks"] if c["class_path"].endswith("Checkpoint")]
+    state = load_checkpoint(url, run, "latest")  # the checkpoint went to the database of data.url
     assert state["global_step"] == 2
     assert any((tmp_path / "cache").rglob("*")), "the first epoch should have filled the LMDB cache"
     return url, state
@@ -72,7 +78,8 @@ def test_fit_agnews_sizes_the_embedding_from_the_vocabulary_table(agnews_root: P
     vocab_size = len(DatasetTable(url, "agnews_vocab"))
     assert state["hyper_parameters"]["vocab_size"] == vocab_size
     assert state["state_dict"]["embedding.weight"].shape == (vocab_size, 64)
-    (checkpoint,) = tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt")
+    checkpoint = tmp_path / "agnews.ckpt"
+    assert main(["checkpoints", "export", "--url", url, "agnews", "latest", str(checkpoint)]) == 0
     restored = TextClassificationModel.load_from_checkpoint(checkpoint)  # no database needed to rebuild it
     assert restored.embedding.num_embeddings == vocab_size
 
@@ -91,6 +98,32 @@ def test_fit_rotten_tomatoes_on_the_real_corpus(wheel_dir: Path, tmp_path: Path)
                                 batch_size=32, limit=200)
     assert state["hyper_parameters"]["num_classes"] == 2
     assert state["hyper_parameters"]["vocab_size"] == len(DatasetTable(url, "rotten_tomatoes_vocab"))
+
+
+@pytest.mark.slow
+def test_fit_test_and_predict_keep_checkpoints_and_predictions_in_the_database(tmp_path: Path) -> None:
+    """The config names the database once (``data.url``): the checkpoint callback and the prediction writer use it,
+    test and predict restore ``dm8:<run>:best`` from it, and the predictions join the test table there."""
+    url, _ = import_and_fit("digits", "fashion_mnist", "examples.fashion_mnist.model.SmallCNN", tmp_path, None,
+                            batch_size=32, limit=96, name="fashion_mnist")
+    assert run_example("test", "fashion_mnist", url, tmp_path, "--ckpt_path=dm8:fashion_mnist:best") == 0
+    assert run_example("predict", "fashion_mnist", url, tmp_path, "--ckpt_path=dm8:fashion_mnist:best") == 0
+    with sa.create_engine(url).connect() as conn:
+        joined = conn.execute(sa.text(
+            "SELECT count(*) FROM fashion_mnist_predictions p JOIN fashion_mnist_test t ON p.row_id = t.row_id"
+        )).scalar()
+    assert joined == 96
+
+
+def test_every_example_config_stores_checkpoints_and_predictions_in_the_data_database() -> None:
+    for example in ("fashion_mnist", "cifar10_resnet20", "agnews_text", "rotten_tomatoes"):
+        cli = lightning_cli(["--config", config(example), "--data.url=sqlite:///elsewhere.db"], run=False)
+        found = {type(c): c for c in cli.trainer.callbacks if isinstance(c, (DM8Checkpoint, DM8PredictionWriter))}
+        assert set(found) == {DM8Checkpoint, DM8PredictionWriter}, example
+        assert found[DM8Checkpoint].url == "sqlite:///elsewhere.db"
+        assert found[DM8PredictionWriter].db.url == "sqlite:///elsewhere.db"
+        written = yaml.safe_load(Path(config(example)).read_text())["trainer"]["callbacks"]
+        assert not any("url" in c.get("init_args", {}) for c in written)  # written once, under data
 
 
 def test_print_config_shows_the_model_and_the_data_url(capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,7 +172,8 @@ def test_mask_config_masks_urls_at_any_depth() -> None:
 
 def test_the_saved_config_never_holds_the_password(tmp_path: Path) -> None:
     cli = lightning_cli(["--config", config("fashion_mnist"), f"--data.url={PASSWORD_URL}",
-                         f"--trainer.default_root_dir={tmp_path}"], run=False)
+                         f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"],
+                        run=False)
     (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, MaskedSaveConfigCallback)]
     callback.setup(cli.trainer, cli.model, "fit")  # what `fit` does first; the database is never contacted
     (saved,) = tmp_path.glob("lightning_logs/*/config.yaml")
