@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+_INSTANCES: weakref.WeakSet[ProcessLocal[Any]] = weakref.WeakSet()
+
+
+def _renew_locks() -> None:
+    """In a forked child, before any of its threads runs: a parent thread may have held a lock at the fork, and no
+    thread of the child would ever release it."""
+    for instance in list(_INSTANCES):
+        instance._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_locks)
 
 
 class ProcessLocal(Generic[T]):
@@ -38,20 +51,17 @@ class ProcessLocal(Generic[T]):
         self._value: T | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        _INSTANCES.add(self)
 
     def get(self) -> T:
         """This process's resource, opened now if it has none yet."""
         value, pid = self._value, self._pid
         if value is not None and pid == os.getpid():
             return value
-        if pid is not None and pid != os.getpid():
-            # A child after fork: a parent thread may have held the lock at the fork, and no thread here will ever
-            # release it.
-            self._lock = threading.Lock()
         with self._lock:
             if self._value is not None and self._pid != os.getpid():
                 inherited, self._value = self._value, None
-                if self._forget is not None:
+                if inherited is not None and self._forget is not None:
                     self._forget(inherited)
             if self._value is None:
                 self._value = self._factory()
@@ -83,3 +93,4 @@ class ProcessLocal(Generic[T]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        _INSTANCES.add(self)
