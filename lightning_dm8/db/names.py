@@ -33,10 +33,12 @@ def name_problem(backend: Backend | None, name: str, *, suffix: str = "") -> str
 
 
 def check_table_name(
-    backend: Backend | None, name: str, what: str, *, suffix: str = "", error: type[Exception] = InvalidInputError
+    backend: Backend | None, name: str, what: str, *, suffix: str = "", error: type[Exception] = InvalidInputError,
+    used_as: str = "a table name",
 ) -> None:
-    """Raise ``error`` naming the ``what`` (``"dataset name"``, ``"model table"``...) when ``name`` cannot be used."""
+    """Raise ``error`` naming the ``what`` (``"dataset name"``, ``"model table"``...) when ``name`` cannot be used
+    (``used_as``: ``"a column name"`` for a column; the same rules hold)."""
     problem = name_problem(backend, name, suffix=suffix)
     if problem:
         shown = repr(name[:40] + "...") if isinstance(name, str) and len(name) > 40 else repr(name)
-        raise error(f"{what} {shown} cannot be used as a table name: {problem}; choose another name")
+        raise error(f"{what} {shown} cannot be used as {used_as}: {problem}; choose another name")

@@ -105,7 +105,9 @@ def _features_tensor(features: Any) -> Any:
 
 
 def _labels_tensor(labels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(labels if labels.dtype.kind in "iu" else labels.astype(np.float32))
+    if labels.dtype.kind == "f":
+        return torch.from_numpy(labels.astype(np.float32))
+    return torch.from_numpy(labels if labels.flags.writeable else labels.copy())
 
 
 def make_batch(block: Block, transform: Callable[..., Any] | None, collate: Callable[..., Any] | None) -> Any:

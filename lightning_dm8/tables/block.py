@@ -6,33 +6,33 @@ block is first decoded from database rows. The cache's byte form of a block live
 (:mod:`lightning_dm8.loading.assembly`).
 
 A block decoded from database rows is built in its *flat form* from the start: one buffer holding, after
-:data:`HEADROOM` bytes left for whoever stores it, the row ids, the labels and the features (fixed-size rows, or
-byte offsets then the payload), all little-endian; the block's arrays are views of that buffer. The rows' bytes are
-copied once, from the driver's values into that buffer, and the cache stores the same buffer
+:data:`HEADROOM` bytes left for whoever stores it, the row ids, then one segment per column, labels first
+(:mod:`lightning_dm8.tables.segments`), all little-endian; the block's arrays are views of that buffer. The rows'
+bytes are copied once, from the driver's values into that buffer, and the cache stores the same buffer
 (:func:`~lightning_dm8.loading.cache_format.pack_block` only fills in its header): no second copy to pack it, and
 no unpacking on the way to a batch.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lightning_dm8.errors import InvalidDatasetError
 from lightning_dm8.tables.codecs import FeatureCodec, LabelKind
-from lightning_dm8.tables.ragged import Ragged, offsets_of
+from lightning_dm8.tables.columns import Columns, concat_column, take_column
+from lightning_dm8.tables.segments import align, encode_values, layout, query_order, read_column
 
 
 @dataclass
 class Block:
-    """Rows ``row_ids`` with their features and labels (array or None).
+    """Rows ``row_ids`` with their features and labels.
 
-    Features are an array ``(n, *shape)`` for fixed shapes, a :class:`Ragged` for variable-length arrays, and a
-    list for text and bytes.
+    Features are an array ``(n, *shape)`` for fixed shapes, a :class:`Ragged` for variable-length arrays, a list
+    for text and bytes, and a :class:`Columns` of those for a record dataset. Labels are None (unlabelled), an
+    array ``(n,)`` (or ``(n, k)`` for a vector target), or a :class:`Columns` for a record's several targets.
 
     ``flat``: the block's flat form (see the module's doc) when its arrays are views of one, else None (a block
     made by :meth:`take` or :meth:`concat`, or by hand).
@@ -40,7 +40,7 @@ class Block:
 
     row_ids: np.ndarray
     features: Any
-    labels: np.ndarray | None
+    labels: Any
     flat: bytearray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -48,29 +48,16 @@ class Block:
 
     def take(self, index: np.ndarray) -> Block:
         """The rows at positions ``index`` (in that order)."""
-        if isinstance(self.features, np.ndarray):
-            features: Any = self.features[index]
-        elif isinstance(self.features, Ragged):
-            features = self.features.take(index)
-        else:
-            features = [self.features[i] for i in index.tolist()]
-        labels = None if self.labels is None else self.labels[index]
-        return Block(self.row_ids[index], features, labels)
+        labels = None if self.labels is None else take_column(self.labels, index)
+        return Block(self.row_ids[index], take_column(self.features, index), labels)
 
     @staticmethod
     def concat(blocks: Sequence[Block]) -> Block:
         """One block holding the rows of ``blocks`` in order."""
         if len(blocks) == 1:
             return blocks[0]
-        first = blocks[0]
-        if isinstance(first.features, np.ndarray):
-            features: Any = np.concatenate([b.features for b in blocks])
-        elif isinstance(first.features, Ragged):
-            features = Ragged.concat([b.features for b in blocks])
-        else:
-            features = [f for b in blocks for f in b.features]
-        labels = None if first.labels is None else np.concatenate([b.labels for b in blocks])
-        return Block(np.concatenate([b.row_ids for b in blocks]), features, labels)
+        labels = None if blocks[0].labels is None else concat_column([b.labels for b in blocks])
+        return Block(np.concatenate([b.row_ids for b in blocks]), concat_column([b.features for b in blocks]), labels)
 
 
 def label_dtype(kind: LabelKind) -> np.dtype:
@@ -82,8 +69,33 @@ HEADROOM = 24
 """Bytes left free at the front of a block's flat form, for a storage header (the cache's is 24 bytes)."""
 
 
+def block_columns(block: Block, codec: FeatureCodec, label_kind: LabelKind) -> list[Any]:
+    """The block's columns in the order of :func:`~lightning_dm8.tables.segments.layout`."""
+    if codec.kind != "record":
+        return ([] if label_kind == "none" else [block.labels]) + [block.features]
+    targets = [name for name, _ in codec.targets]
+    labels = [block.labels] if len(targets) == 1 else [block.labels[name] for name in targets]
+    return labels + [block.features[name] for name, _ in codec.fields]
+
+
+def block_of(
+    row_ids: np.ndarray, columns: Sequence[Any], codec: FeatureCodec, label_kind: LabelKind,
+    flat: bytearray | None = None,
+) -> Block:
+    """The block whose columns, in the order of :func:`~lightning_dm8.tables.segments.layout`, are ``columns``."""
+    if codec.kind != "record":
+        labels = None if label_kind == "none" else columns[0]
+        return Block(row_ids, columns[-1], labels, flat)
+    n_targets = len(codec.targets)
+    features = Columns(zip([name for name, _ in codec.fields], columns[n_targets:], strict=True))
+    targets = columns[:n_targets]
+    if n_targets <= 1:
+        return Block(row_ids, features, targets[0] if targets else None, flat)
+    return Block(row_ids, features, Columns(zip([name for name, _ in codec.targets], targets, strict=True)), flat)
+
+
 def block_from_rows(rows: Sequence[Sequence[Any]], codec: FeatureCodec, label_kind: LabelKind, table: str) -> Block:
-    """Decode database rows ``(row_id, *features, [label])`` into a block, rejecting NULLs and wrong sizes.
+    """Decode database rows ``(row_id, *features, *labels)`` into a block, rejecting NULLs and wrong sizes.
 
     The block is built in its flat form (see the module's doc): each row's bytes are copied once.
 
@@ -92,85 +104,45 @@ def block_from_rows(rows: Sequence[Sequence[Any]], codec: FeatureCodec, label_ki
     """
     n = len(rows)
     row_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-    width = len(codec.columns) if codec.kind == "numeric" else 1
-    values: list[Any] = [r[1] for r in rows] if width == 1 else [r[1 : 1 + width] for r in rows]
-    labels = None
-    if label_kind != "none":
-        raw_labels = [r[1 + width] for r in rows]
-        if None in raw_labels:
-            bad = row_ids[raw_labels.index(None)]
-            raise InvalidDatasetError(f"table {table!r}, row_id {bad}: the label is NULL; fix or delete that row")
-        labels = np.asarray(raw_labels, dtype=label_dtype(label_kind))
-    _reject_nulls(values, codec, row_ids, table)
-    head = [bytes(HEADROOM), row_ids.astype("<i8", copy=False).tobytes()]
-    if labels is not None:
-        head.append(labels.tobytes())
-    if codec.kind == "numeric":
-        flat = bytearray().join([*head, np.asarray(values, dtype="<f4").tobytes()])
-        return _views(flat, row_ids, labels, codec, None)
-    if codec.kind in ("array", "varlen"):
-        payloads: list[Any] = values
-        sizes = np.fromiter((len(v) for v in values), dtype=np.int64, count=n)
-        _check_sizes(sizes, codec, row_ids, table)
-        features = None
-    else:
-        features = [bytes(v) for v in values] if codec.kind == "bytes" else list(values)
-        payloads = features if codec.kind == "bytes" else [v.encode("utf-8") for v in values]
-        sizes = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=n)
-    if codec.kind != "array":
-        head.append(offsets_of(sizes).astype("<i8", copy=False).tobytes())
-    return _views(bytearray().join([*head, *payloads]), row_ids, labels, codec, features)
-
-
-def _reject_nulls(values: list[Any], codec: FeatureCodec, row_ids: np.ndarray, table: str) -> None:
-    for i, value in enumerate(values):
-        if value is None or (codec.kind == "numeric" and None in value):
-            raise InvalidDatasetError(
-                f"table {table!r}, row_id {row_ids[i]}: the features are NULL; fix or delete that row"
-            )
-
-
-def _check_sizes(sizes: np.ndarray, codec: FeatureCodec, row_ids: np.ndarray, table: str) -> None:
-    if codec.kind == "array":
-        size = codec.fixed_size or 0
-        wrong = np.flatnonzero(sizes != size)
-        if len(wrong):
-            i = int(wrong[0])
-            raise InvalidDatasetError(
-                f"table {table!r}, row_id {row_ids[i]}: features hold {sizes[i]} bytes, expected {size} "
-                f"({codec.dtype} {codec.shape}); the row is corrupt"
-            )
-        return
-    itemsize = codec.np_dtype.itemsize
-    partial = np.flatnonzero(sizes % itemsize)
-    if len(partial):
-        i = int(partial[0])
-        raise InvalidDatasetError(
-            f"table {table!r}, row_id {row_ids[i]}: {sizes[i]} bytes is not a whole number of {codec.dtype} items"
-        )
-
-
-def _view(flat: bytearray, dtype: Any, count: int, offset: int) -> np.ndarray:
-    """A read-only view: the flat form is also the value the cache stores, so nothing may write through a block."""
-    view = np.frombuffer(flat, dtype=dtype, count=count, offset=offset)
-    view.flags.writeable = False
-    return view
+    start, encoded = 1, {}
+    for segment in query_order(codec, label_kind):
+        width = segment.width
+        values = [r[start] for r in rows] if width == 1 else [r[start : start + width] for r in rows]
+        encoded[segment.name] = encode_values(segment, values, row_ids, table)
+        start += width
+    parts: list[Any] = [bytes(HEADROOM), row_ids.astype("<i8", copy=False).tobytes()]
+    pos = HEADROOM + 8 * n
+    for segment in layout(codec, label_kind):
+        padding = align(pos) - pos
+        if padding:
+            parts.append(bytes(padding))
+        segment_parts = encoded[segment.name][0]
+        parts.extend(segment_parts)
+        pos += padding + sum(len(p) for p in segment_parts)
+    flat = bytearray().join(parts)
+    return _views(flat, row_ids, codec, label_kind, {name: objects for name, (_, objects) in encoded.items()})
 
 
 def _views(
-    flat: bytearray, row_ids: np.ndarray, labels: np.ndarray | None, codec: FeatureCodec, features: list[Any] | None
+    flat: bytearray, row_ids: np.ndarray, codec: FeatureCodec, label_kind: LabelKind, objects: dict[str, Any]
 ) -> Block:
-    """The block of flat form ``flat`` whose features are views of it (text and bytes rows: ``features``, as given;
-    row ids and labels, a few bytes a row, are the arrays they were decoded into)."""
+    """The block of flat form ``flat`` whose columns are read-only views of it (the flat form is also the value the
+    cache stores, so nothing may write through a block; text and bytes columns: the lists
+    ``objects`` names, as decoded; row ids, a few bytes a row, are the array they were decoded into)."""
     n = len(row_ids)
-    pos = HEADROOM + 8 * n * (1 if labels is None else 2)
-    if codec.kind in ("array", "numeric"):
-        dtype = codec.np_dtype if codec.kind == "array" else np.dtype("<f4")
-        shape = codec.shape if codec.kind == "array" else (len(codec.columns),)
-        return Block(row_ids, _view(flat, dtype, n * math.prod(shape), pos).reshape((n, *shape)), labels, flat)
-    if features is not None:
-        return Block(row_ids, features, labels, flat)
+    pos = HEADROOM + 8 * n
+    readonly = memoryview(flat).toreadonly()
+    columns = []
+    for segment in layout(codec, label_kind):
+        pos = align(pos)
+        if objects.get(segment.name) is not None:
+            column, pos = objects[segment.name], _end_of_objects(flat, pos, n)
+        else:
+            column, pos = read_column(readonly, pos, segment, n)
+        columns.append(column)
+    return block_of(row_ids, columns, codec, label_kind, flat)
+
+
+def _end_of_objects(flat: bytearray, pos: int, n: int) -> int:
     offsets = np.frombuffer(flat, dtype="<i8", count=n + 1, offset=pos)
-    itemsize = codec.np_dtype.itemsize
-    values = _view(flat, codec.np_dtype, int(offsets[-1]) // itemsize, pos + 8 * (n + 1))
-    return Block(row_ids, Ragged(values, offsets // itemsize), labels, flat)
+    return pos + 8 * (n + 1) + int(offsets[-1])

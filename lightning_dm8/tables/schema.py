@@ -77,6 +77,10 @@ def dataset_table(
 ) -> sa.Table:
     """The dataset table ``name``: ``row_id`` (dense 0..N-1, primary key), the features and the label."""
     columns: list[sa.Column] = [sa.Column(ROW_ID, row_id_type(), primary_key=True, autoincrement=False)]
+    if codec.kind == "record":
+        columns += [sa.Column(name, column_type(column, backend), nullable=False)
+                    for name, column in (*codec.fields, *codec.targets)]
+        return sa.Table(name, metadata, *columns)
     if codec.kind == "numeric":
         columns += [sa.Column(c, sa.Float(53), nullable=False) for c in codec.columns]
     elif codec.kind == "text":
@@ -88,6 +92,23 @@ def dataset_table(
     return sa.Table(name, metadata, *columns)
 
 
-def feature_columns(table: sa.Table) -> list[sa.Column]:
-    """The columns holding features, in storage order."""
-    return [c for c in table.columns if c.name not in (ROW_ID, LABEL)]
+def column_type(codec: FeatureCodec, backend: Backend) -> sa.types.TypeEngine:
+    """The natural SQL type of one record column: BIGINT, DOUBLE, BOOLEAN, the backend's text type, or its binary
+    type for arrays and bytes (sized when every value has the same size)."""
+    if codec.kind == "int":
+        return sa.BigInteger()
+    if codec.kind == "float":
+        return sa.Float(53)
+    if codec.kind == "bool":
+        return sa.Boolean(create_constraint=False)
+    if codec.kind == "text":
+        return backend.text_type()
+    return backend.binary_type(codec.fixed_size)
+
+
+def binary_columns(codec: FeatureCodec) -> list[tuple[str, int | None]]:
+    """``(column, fixed size)`` of every binary column of a dataset table (arrays, variable-length arrays, bytes)."""
+    if codec.kind != "record":
+        return [(FEATURES, codec.fixed_size)] if codec.kind in ("array", "varlen", "bytes") else []
+    return [(name, column.fixed_size) for name, column in (*codec.fields, *codec.targets)
+            if column.kind in ("array", "varlen", "bytes")]

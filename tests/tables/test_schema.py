@@ -11,14 +11,13 @@ from sqlalchemy.schema import CreateTable
 from lightning_dm8 import Database, write_arrays
 from lightning_dm8.db.backends import backend_named
 from lightning_dm8.tables.codecs import FeatureCodec
-from lightning_dm8.tables.schema import dataset_table, feature_columns, registry_table
+from lightning_dm8.tables.schema import dataset_table, registry_table
 
 
 def test_dataset_table_columns() -> None:
     numeric = dataset_table(sa.MetaData(), "t", FeatureCodec("numeric", columns=("a", "b")), "none",
                             backend_named("sqlite"))
     assert [c.name for c in numeric.columns] == ["row_id", "a", "b"]
-    assert [c.name for c in feature_columns(numeric)] == ["a", "b"]
     labelled = dataset_table(sa.MetaData(), "t", FeatureCodec("text"), "float", backend_named("mysql"))
     assert [c.name for c in labelled.columns] == ["row_id", "features", "label"]
     assert [c.name for c in labelled.primary_key] == ["row_id"]

@@ -37,6 +37,8 @@ def _pg_type(sa_type: sa.types.TypeEngine[Any]) -> str:
         return "int8"
     if isinstance(sa_type, sa.Float):
         return "float8"
+    if isinstance(sa_type, sa.Boolean):
+        return "bool"
     return "text"
 
 
