@@ -31,6 +31,7 @@ from lightning_dm8.tables.codecs import (
 from lightning_dm8.tables.ddl import create_dataset_table, table_exists
 from lightning_dm8.tables.fingerprint import Fingerprint
 from lightning_dm8.tables.gc import DEFAULT_KEEP_VERSIONS, prune_versions
+from lightning_dm8.tables.record import encode_row
 from lightning_dm8.tables.staging import drop_quietly
 
 IfExists = Literal["fail", "replace", "append"]
@@ -111,23 +112,27 @@ def _batches(
     size = 0
     for offset, (features, label) in enumerate(samples):
         row_id = start + offset
-        try:
-            value = codec.encode(features)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"sample {row_id}: {exc}") from exc
-        values = value if isinstance(value, tuple) else (value,)
-        if label_kind == "none":
-            row = (row_id, *values)
-        else:
-            row = (row_id, *values, _label_value(label, label_kind, row_id))
+        row = (row_id, *_encoded(codec, label_kind, features, label, row_id))
         fp.update(row)
         batch.append(row)
-        size += len(value) if isinstance(value, (bytes, str)) else 8 * len(values)
+        size += sum(len(v) if isinstance(v, (bytes, str)) else 8 for v in row)
         if size >= _BATCH_BYTES or len(batch) >= 20000:
             yield batch
             batch, size = [], 0
     if batch:
         yield batch
+
+
+def _encoded(codec: FeatureCodec, label_kind: LabelKind, features: Any, label: Any, row_id: int) -> tuple[Any, ...]:
+    """A sample's stored values after its row id: the features, then the label(s)."""
+    try:
+        if codec.kind == "record":
+            return encode_row(codec, features, label)
+        value = codec.encode(features)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"sample {row_id}: {exc}") from exc
+    values = value if isinstance(value, tuple) else (value,)
+    return values if label_kind == "none" else (*values, _label_value(label, label_kind, row_id))
 
 
 def _label_value(label: Any, label_kind: LabelKind, row_id: int) -> int | float:
