@@ -25,6 +25,9 @@ is modelled, each with its source:
   ``ALL_TAB_COLS``...) answers dmSQLAlchemy's own queries with the stored names, and ``conn.str_case_sensitive`` tells
   the dialect the mode (dmSQLAlchemy 2.0.17 ``dmpython.py``, ``connect``). With ``N`` text compares without case too.
   :mod:`dm8model.sqltext`.
+* **Values come back as dmPython returns them**: integers as ``int`` (SMALLINT too, which dmSQLAlchemy gives a
+  Boolean column), BIT and BOOLEAN as ``bool`` (DamengDB/dmPython ``var.c``, ``dmVar_TypeBySQLType``); a Python
+  ``bool`` parameter is bound as 0 or 1 (``vNumber.c``, ``NumberVar_SetValueFromBoolean``). :mod:`dm8model.driver`.
 * **Driver errors** carry dmPython's codes in dmPython's exception classes: -70028 when nothing listens, -70019 when
   the server dies or stays silent (both observed with dmPython 2.6.1, tests/db/test_dm8_offline.py), -6601..-6612 as
   ``IntegrityError`` (DamengDB/dmPython ``Environment.c``), -2106 for a missing table, -2665 for a record too long.

@@ -107,9 +107,14 @@ sqlite3.register_converter("DMBLOB", lambda raw: _lob(raw, text=False))
 sqlite3.register_converter("DMCLOB", lambda raw: _lob(raw, text=True))
 sqlite3.register_converter("DMDATETIME", lambda raw: dt.datetime.fromisoformat(raw.decode().strip()))
 sqlite3.register_converter("DMDATE", lambda raw: dt.date.fromisoformat(raw.decode().strip()[:10]))
+sqlite3.register_converter("DMBIT", lambda raw: bool(int(raw)))
+"""BIT and BOOLEAN values come back as ``bool`` (DamengDB/dmPython ``var.c``, ``dmVar_TypeBySQLType``: ``DSQL_BIT`` and
+``DSQL_BOOLEAN`` -> ``vt_Boolean``; ``vNumber.c`` ``NumberVar_GetValue``: ``PyBool_FromLong``), other integers as
+``int`` (``DSQL_SMALLINT`` and the other integer types -> ``vt_Integer`` / ``vt_Bigint``)."""
 
 _SQLITE_TYPES = {
-    **dict.fromkeys(("BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT", "BYTE", "BIT", "BOOLEAN"), "INTEGER"),
+    **dict.fromkeys(("BIGINT", "INT", "INTEGER", "SMALLINT", "TINYINT", "BYTE"), "INTEGER"),
+    **dict.fromkeys(("BIT", "BOOLEAN"), "DMBIT INTEGER"),
     **dict.fromkeys(("FLOAT", "DOUBLE", "REAL"), "REAL"),
     **dict.fromkeys(("DEC", "DECIMAL", "NUMBER", "NUMERIC"), "NUMERIC"),
     **dict.fromkeys(("VARCHAR", "VARCHAR2", "NVARCHAR", "NVARCHAR2", "CHAR", "CHARACTER", "NCHAR"), "TEXT"),

@@ -91,6 +91,16 @@ def test_lob_columns_do_not_count_and_values_respect_declared_lengths(server: DM
         run(conn, "INSERT INTO t (id, b, v) VALUES (?, ?, ?)", (2, b"", b"abcde"))
 
 
+def test_bit_values_come_back_as_bool_and_smallint_values_as_int(server: DM8Server) -> None:
+    """dmPython var.c: DSQL_BIT -> vt_Boolean (a bool), DSQL_SMALLINT -> vt_Integer; a bool binds as 0 or 1."""
+    conn = connect(server)
+    run(conn, "CREATE TABLE t (id BIGINT, b BIT, s SMALLINT)")
+    conn.cursor().executemany("INSERT INTO t (id, b, s) VALUES (?, ?, ?)", [(1, True, True), (2, False, False)])
+    rows = run(conn, "SELECT id, b, s FROM t ORDER BY id")
+    assert rows == [(1, True, 1), (2, False, 0)]
+    assert [type(v) for v in rows[0]] == [int, bool, int]
+
+
 def test_unquoted_names_fold_to_upper_case_and_the_catalogue_says_so(server: DM8Server) -> None:
     conn = connect(server)
     run(conn, 'CREATE TABLE t_x (row_id BIGINT, "level" BIGINT, "Mixed" BIGINT)')

@@ -10,7 +10,15 @@ What DM8 does differently, each with its source:
   lifts the limit (DM8 FAQ "SQL 语法": "当指定了 USING LONG ROW 存储选项,则每条记录的长度不受数据库页面大小
   限制"). The page size is fixed when the database is created and is asked of the server once per engine
   (``SELECT PAGE()``, as Dameng's own dm-mcp-server does in ``src/dm_mcp/domain/mcp/providers/sql/
-  inspection_sql.py``). See :func:`plan_rows`.
+  inspection_sql.py``). The whole record counts, not each column: a record table of several ``VARBINARY(n)``
+  columns, each within VARBINARY's 8,188 bytes, still needs long rows when their sum passes the limit. See
+  :func:`plan_rows`.
+* **Types** come from dmSQLAlchemy 2.0.17 (``base.py``, ``DMTypeCompiler``): BIGINT, FLOAT (a double: "FLOAT 类型:
+  二进制精度的浮点数,精度最大不超过 53", DM8 SQL manual, 数值数据类型, as quoted at blog.csdn.net/weixin_43246439/
+  article/details/142488710), ``VARBINARY(n)``, BLOB, TEXT, and SMALLINT for a Boolean (``visit_boolean``).
+  dmPython returns SMALLINT values as ``int`` (DamengDB/dmPython ``var.c``, ``dmVar_TypeBySQLType``:
+  ``DSQL_SMALLINT`` -> ``vt_Integer``) and binds a Python ``bool`` as 0 or 1 (``vNumber.c``,
+  ``NumberVar_SetValueFromBoolean``), so a bool column reads back through ``np.asarray(values, dtype=bool)``.
 * **Clustered keys.** With ``PK_WITH_CLUSTER=0`` (the default) a primary key is a secondary index and the rows are
   ordered by ROWID; ``CLUSTER PRIMARY KEY`` makes the key the table's own B-tree (DM8 DBA manual, "指定表的聚集索引").
   Tables keyed by ``row_id`` alone (dataset and predictions tables, read in ``row_id`` ranges) are created so.
@@ -84,7 +92,9 @@ INTEGRITY = frozenset(range(-6612, -6600))
 UNQUOTED_KEYWORDS = frozenset({"rowid", "year"})
 """Names DM8 reads as keywords or pseudo-columns that dmSQLAlchemy (2.0.17) leaves unquoted: ``rowid`` is missing
 from its reserved words, ``year`` is glued to the word before it in the list. Unquoted, a column ``rowid`` would
-be read back as DM8's physical row address instead of the stored values."""
+be read back as DM8's physical row address instead of the stored values. The rest of its list (``extensions.py``
+``RESERVED_WORDS``: LEVEL, COMMENT, DATE, SIZE, RAW, USER, UID, ROWNUM, VALUE...) it quotes itself, as it quotes
+mixed-case and non-ASCII names; a name on no list (``type``) stays plain, stored upper case."""
 
 # -- rows and pages ----------------------------------------------------------------------------------------------------
 
@@ -130,14 +140,12 @@ def column_bytes(column_type: sa.types.TypeEngine[Any]) -> int:
         return (column_type.length or VARBINARY_LIMIT) * CHAR_BYTES + LENGTH_PREFIX
     if isinstance(column_type, sa.types._Binary):  # VARBINARY, BINARY
         return (column_type.length or VARBINARY_LIMIT) + LENGTH_PREFIX
-    if isinstance(column_type, sa.SmallInteger):
+    if isinstance(column_type, (sa.SmallInteger, sa.Boolean)):  # dmSQLAlchemy compiles Boolean to SMALLINT
         return 2
     if isinstance(column_type, sa.BigInteger):
         return 8
     if isinstance(column_type, sa.Integer):
         return 4
-    if isinstance(column_type, sa.Boolean):
-        return 1
     return 8  # FLOAT (a double), DATETIME, and anything else small and fixed
 
 
@@ -145,9 +153,14 @@ def plan_rows(table: sa.Table, page_size: int) -> RowPlan:
     """Storage for ``table``: in-row when its widest record fits with margin, else long rows (without them such a
     record would fail at INSERT with -2665 "记录超长": Dameng E学, "达梦报错超长记录如何分析").
 
-    Long rows rather than BLOB: a VARBINARY value comes back inside the result set, while dmPython reads every BLOB
-    cell with two more calls (``dpi_lob_get_length`` and ``dpi_lob_read``: DamengDB/dmPython ``vLob.c``
-    ``vLob_GetValue`` and ``exLob.c``); tests/dm8model counts the round trips of both.
+    The widest record is the sum of every column's declared width ("每条记录总长度不能大于页面大小的一半": the limit
+    is on the record, not on a column), so a record table's sized binary columns are planned together.
+
+    Long rows rather than BLOB, for the whole table and for each of its columns: a VARBINARY value comes back inside
+    the result set, while dmPython reads every BLOB cell with two more calls (``dpi_lob_get_length`` and
+    ``dpi_lob_read``: DamengDB/dmPython ``vLob.c`` ``vLob_GetValue`` and ``exLob.c``); tests/dm8model counts the
+    round trips of both. A column becomes a BLOB only when its values vary in size or pass VARBINARY's 8,188 bytes
+    (:meth:`DMBackend.binary_type`), never to make the rest of the record fit.
     """
     limit = IN_ROW_LIMITS.get(page_size, min(IN_ROW_LIMITS.values()))
     row_bytes = ROW_OVERHEAD + sum(column_bytes(c.type) for c in table.columns)
@@ -159,6 +172,14 @@ def plan_rows(table: sa.Table, page_size: int) -> RowPlan:
         long_row=row_bytes + ROW_MARGIN > limit,
         clustered=keys == [ROW_ID],
     )
+
+
+def plan_storage(table: sa.Table, page_size: int) -> RowPlan:
+    """Plan ``table`` (:func:`plan_rows`) and mark it so that its CREATE TABLE carries the plan's clauses."""
+    plan = plan_rows(table, page_size)
+    table.info[LONG_ROW_INFO] = plan.long_row
+    table.info[CLUSTER_INFO] = plan.clustered
+    return plan
 
 
 def _storage_compiler(base: type[Any]) -> type[Any]:
@@ -370,9 +391,7 @@ class DMBackend(Backend):
         a clustered primary key when it is keyed by ``row_id`` (see :func:`plan_rows`)."""
         if checkfirst and sa.inspect(conn).has_table(table.name):
             return
-        plan = plan_rows(table, self.page_size(conn))
-        table.info[LONG_ROW_INFO] = plan.long_row
-        table.info[CLUSTER_INFO] = plan.clustered
+        plan_storage(table, self.page_size(conn))
         table.create(conn)
 
     def analyze_table(self, conn: sa.Connection, name: str) -> None:
