@@ -17,6 +17,7 @@ from lightning_dm8.cli.output import format_table, printable
 from lightning_dm8.importers.pipeline import SOURCES, import_source
 from lightning_dm8.tables.dataset_table import DatasetTable
 from lightning_dm8.tables.gc import DEFAULT_KEEP_VERSIONS, DEFAULT_MIN_AGE, collect
+from lightning_dm8.tables.record import describe_columns
 from lightning_dm8.tables.registry import DatasetInfo, list_infos, read_info
 from lightning_dm8.tables.versions import adopt
 from lightning_dm8.tables.writer import RESERVED_PREFIX
@@ -70,14 +71,23 @@ def add_commands(commands: Any, url_options: argparse.ArgumentParser) -> None:
 
 
 def _describe(info: DatasetInfo) -> str:
+    if info.codec.kind == "record":
+        return f"record({describe_columns(info.codec.fields)})"
     return f"{info.codec.kind} {info.codec.dtype or ''}{list(info.codec.shape) if info.codec.shape else ''}".strip()
+
+
+def _labels(info: DatasetInfo) -> str:
+    """The label kind, or a record's label columns (``y:int, tags:float32[5]``; ``none`` without any)."""
+    if info.codec.kind == "record" and info.codec.targets:
+        return describe_columns(info.codec.targets)
+    return info.label_kind
 
 
 def run_import(args: argparse.Namespace) -> int:
     db = database(args, must_exist=False)
     name = args.name or args.source.replace("-", "_")
     for info in import_source(args.source, db, name, root=args.root, if_exists=args.if_exists, limit=args.limit):
-        print(f"{printable(info.name)}: {info.row_count} rows ({_describe(info)}, {info.label_kind} labels)")
+        print(f"{printable(info.name)}: {info.row_count} rows ({_describe(info)}, {_labels(info)} labels)")
     return EXIT_OK
 
 
@@ -85,7 +95,7 @@ def run_ls(args: argparse.Namespace) -> int:
     db = database(args)
     with db.connect("list dataset tables") as conn:
         infos = list_infos(conn)
-    rows = [(i.name, i.version or "-", i.row_count, _describe(i), i.label_kind, f"{i.updated_at:%Y-%m-%d %H:%M}")
+    rows = [(i.name, i.version or "-", i.row_count, _describe(i), _labels(i), f"{i.updated_at:%Y-%m-%d %H:%M}")
             for i in infos]
     print(format_table(("name", "version", "rows", "features", "label", "updated (UTC)"), rows))
     if not rows:

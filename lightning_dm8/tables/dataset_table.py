@@ -11,6 +11,7 @@ from lightning_dm8.db.engine import Database
 from lightning_dm8.errors import InvalidDatasetError, TableNotFoundError
 from lightning_dm8.tables import registry, versions
 from lightning_dm8.tables.block import Block
+from lightning_dm8.tables.columns import column_value
 from lightning_dm8.tables.ddl import table_exists
 from lightning_dm8.tables.reader import TableReader
 
@@ -37,7 +38,8 @@ class DatasetTable:
     """A dataset table: ``len()``, ``[i] -> (features, label)``, ``read_range``, ``info()``, ``validate()``, ``drop()``.
 
     Features come back decoded (a numpy array, ``str`` or ``bytes``) and labels as ``int`` or ``float``
-    (None for an unlabelled dataset). Nothing connects until the first call.
+    (None for an unlabelled dataset). A record dataset's features are a dict ``{column: value}`` (numbers as Python
+    numbers), its label None, one label column's value, or a dict of several. Nothing connects until the first call.
     ``name`` may pin a kept version: ``"cifar@3"``.
 
     Raises (from the first call that reads):
@@ -76,6 +78,8 @@ class DatasetTable:
         if not 0 <= i < n:
             raise IndexError(f"row {index} is out of range for dataset {self.name!r} of {n} rows")
         block = self.read_range(i, i + 1)
+        if self.info().codec.kind == "record":
+            return column_value(block.features, 0), None if block.labels is None else column_value(block.labels, 0)
         label = None if block.labels is None else block.labels[0].item()
         return block.features[0], label
 

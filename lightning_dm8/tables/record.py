@@ -9,7 +9,7 @@ reader asks for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -137,6 +137,9 @@ def sample_codec(name: str, value: Any, *, varlen: bool = False) -> FeatureCodec
             raise InvalidInputError(f"column {name!r}: {value!r} cannot be stored")
         return FeatureCodec(kind)
     if varlen:
+        if np.ndim(value) != 1 or isinstance(value, (str, bytes)):
+            raise InvalidInputError(f"column {name!r} is stored as variable-length arrays, which are 1-D; its first "
+                                    f"value is {type(value).__name__} of shape {np.shape(value)}")
         return _named(name, infer_varlen_codec, [value])
     return _named(name, infer_codec, value)
 
@@ -197,7 +200,78 @@ def _encode(name: str, column: FeatureCodec, value: Any) -> Any:
     value = as_numpy(value)
     if column.kind in ("array", "varlen") and not column.stores_dtype(np.asarray(value).dtype):
         raise InvalidInputError(f"column {name!r} holds {column.np_dtype}; this value is {np.asarray(value).dtype}")
+    if column.kind == "array" and np.shape(value) != column.shape:
+        raise InvalidInputError(f"column {name!r} holds arrays of shape {column.shape}; this value has shape "
+                                f"{np.shape(value)}")
     try:
         return column.encode(value)
     except InvalidInputError as exc:
         raise InvalidInputError(f"column {name!r}: {exc}") from exc
+
+
+# -- records from columns and from samples ---------------------------------------------------------------------------
+
+
+def columns_codec(features: Mapping[str, Any], targets: Mapping[str, Any], backend: Backend | None) -> FeatureCodec:
+    """The record codec of feature and label columns given as all their values (see :func:`column_codec`).
+
+    Raises:
+        InvalidInputError: the columns differ in length (every length named), or a column cannot be stored.
+    """
+    lengths = {name: len(values) for name, values in (*features.items(), *targets.items())}
+    if len(set(lengths.values())) > 1:
+        raise InvalidInputError(f"columns have different lengths {lengths}; every column needs one value per row")
+    return record_codec([(name, column_codec(name, values)) for name, values in features.items()],
+                        [(name, column_codec(name, values)) for name, values in targets.items()], backend)
+
+
+def column_rows(features: Mapping[str, Any], targets: Mapping[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """``(features, label)`` per row of columns of equal length: a dict of the feature columns' values, and a dict
+    of the label columns' values (None without label columns)."""
+    n = len(next(iter(features.values())))
+    for i in range(n):
+        row = {name: values[i] for name, values in features.items()}
+        yield row, ({name: values[i] for name, values in targets.items()} if targets else None)
+
+
+def sample_record_codec(
+    features: Mapping[str, Any], label: Any, varlen: bool | Sequence[str], backend: Backend | None
+) -> FeatureCodec:
+    """The record codec of samples like this first one: ``features`` a dict of column values, ``label`` None (no
+    label column), one value (a column ``label``) or a dict of label columns. ``varlen``: the feature columns stored
+    as variable-length 1-D arrays (True: every 1-D array column).
+
+    Raises:
+        InvalidInputError: ``varlen`` names a column the sample does not have, or a value cannot be stored.
+    """
+    if isinstance(varlen, str):
+        varlen = [varlen]
+    if not isinstance(varlen, bool):
+        unknown = [name for name in varlen if name not in features]
+        if unknown:
+            raise InvalidInputError(f"varlen names columns {unknown} that the samples do not have; their feature "
+                                    f"columns are {list(features)}")
+
+    def stored_varlen(name: str, value: Any) -> bool:
+        if varlen is True:
+            return not isinstance(value, (str, bytes, bytearray, memoryview)) and np.ndim(as_numpy(value)) == 1
+        return varlen is not False and name in varlen
+
+    fields = [(name, sample_codec(name, value, varlen=stored_varlen(name, value))) for name, value in features.items()]
+    labels = {} if label is None else label if isinstance(label, Mapping) else {"label": label}
+    return record_codec(fields, [(name, sample_codec(name, value)) for name, value in labels.items()], backend)
+
+
+def describe_column(codec: FeatureCodec) -> str:
+    """A record column's kind for people: ``int``, ``text``, ``uint8[3, 32, 32]`` (an array), ``int32[]``
+    (variable-length)."""
+    if codec.kind == "array":
+        return f"{codec.np_dtype.name}{list(codec.shape)}"
+    if codec.kind == "varlen":
+        return f"{codec.np_dtype.name}[]"
+    return codec.kind
+
+
+def describe_columns(columns: Named) -> str:
+    """``name:kind, ...`` of record columns (see :func:`describe_column`)."""
+    return ", ".join(f"{name}:{describe_column(codec)}" for name, codec in columns)

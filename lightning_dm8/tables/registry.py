@@ -62,7 +62,8 @@ class DatasetInfo:
         return dataset_table(sa.MetaData(), self.table_name, self.codec, self.label_kind, backend)
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        """The entry as plain data (``lightning-dm8 info``); a record's columns under ``fields`` and ``targets``."""
+        described: dict[str, object] = {
             "name": self.name,
             "version": self.version,
             "table": self.table_name,
@@ -76,6 +77,14 @@ class DatasetInfo:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+        if self.codec.kind == "record":
+            described["fields"] = [_column_dict(name, codec) for name, codec in self.codec.fields]
+            described["targets"] = [_column_dict(name, codec) for name, codec in self.codec.targets]
+        return described
+
+
+def _column_dict(name: str, codec: FeatureCodec) -> dict[str, object]:
+    return {"name": name, "kind": codec.kind, "dtype": codec.dtype, "shape": list(codec.shape)}
 
 
 def split_version(name: str) -> tuple[str, int | None]:

@@ -7,7 +7,7 @@ killed process) never leaves a half-written dataset under the real name; appends
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -30,8 +30,15 @@ from lightning_dm8.tables.codecs import (
 )
 from lightning_dm8.tables.ddl import create_dataset_table, table_exists
 from lightning_dm8.tables.fingerprint import Fingerprint
+from lightning_dm8.tables.frames import as_columns, column_values
 from lightning_dm8.tables.gc import DEFAULT_KEEP_VERSIONS, prune_versions
-from lightning_dm8.tables.record import encode_row
+from lightning_dm8.tables.record import (
+    column_rows,
+    columns_codec,
+    describe_columns,
+    encode_row,
+    sample_record_codec,
+)
 from lightning_dm8.tables.staging import drop_quietly
 
 IfExists = Literal["fail", "replace", "append"]
@@ -208,10 +215,9 @@ def _append(
 ) -> registry.DatasetInfo:
     if (codec, label_kind) != (existing.codec, existing.label_kind):
         raise InvalidInputError(
-            f"cannot append to dataset {existing.name!r}: it stores {existing.codec.kind} features "
-            f"({existing.codec.dtype}, shape {existing.codec.shape}) with {existing.label_kind} labels, the new rows "
-            f"are "
-            f"{codec.kind} ({codec.dtype}, shape {codec.shape}) with {label_kind} labels"
+            f"cannot append to dataset {existing.name!r}: it stores "
+            f"{_stored(existing.codec, existing.label_kind, ' features')}, the new rows are "
+            f"{_stored(codec, label_kind)}"
         )
     with tqdm(total=total, desc=f"appending to {existing.name}", unit="rows", disable=not progress) as bar, \
             db.begin(f"append to dataset {existing.name!r}") as conn:
@@ -232,6 +238,14 @@ def _append(
     with db.begin(f"analyze dataset {existing.name!r}") as conn:
         db.backend.analyze_table(conn, info.table_name)
     return info
+
+
+def _stored(codec: FeatureCodec, label_kind: LabelKind, noun: str = "") -> str:
+    """What a dataset stores, for an error message: ``array (|u1, shape (3, 32, 32)) with int labels``, or a record's
+    columns ``columns [image:uint8[3, 32, 32], title:text] with label columns [y:int]``."""
+    if codec.kind == "record":
+        return f"columns [{describe_columns(codec.fields)}] with label columns [{describe_columns(codec.targets)}]"
+    return f"{codec.kind}{noun} ({codec.dtype}, shape {codec.shape}) with {label_kind} labels"
 
 
 def _labels_array(labels: Any, n: int) -> np.ndarray | None:
@@ -262,8 +276,14 @@ def write_arrays(
         url: database URL (or a :class:`Database`).
         name: the dataset table's name.
         features: an array or tensor ``(N, ...)`` (one fixed-shape binary value per row), a list of 1-D arrays of one
-            dtype and varying length, a list of ``str`` or a list of ``bytes``.
-        labels: ``N`` integer or float labels, or None for an unlabelled dataset.
+            dtype and varying length, a list of ``str`` or a list of ``bytes``. Or several columns, each stored as a
+            database column of its own (a record dataset): a dict ``{column: values}`` (each value one of the above,
+            or ``N`` numbers: an ``int``, ``float`` or ``bool`` column), a pandas DataFrame or a pyarrow Table
+            (rows by position; missing values are refused).
+        labels: ``N`` integer or float labels, or None for an unlabelled dataset. With several feature columns: such
+            an array (a label column ``label``), a dict ``{column: values}`` of label columns (numbers, or
+            ``(N, k)`` arrays: a vector per row, for multi-label), or the name (or a list of names) of columns of
+            ``features`` to store as label columns instead.
         if_exists: ``"fail"`` (default), ``"replace"`` or ``"append"`` (row ids continue densely). Only datasets
             (tables in the registry) are ever replaced or appended to.
         force: with ``if_exists="replace"``, replace a table of that name that is *not* a dataset (a table of your
@@ -280,6 +300,11 @@ def write_arrays(
     Returns:
         The registry entry of the written dataset.
     """
+    options: dict[str, Any] = {"if_exists": if_exists, "force": force, "keep_versions": keep_versions,
+                               "progress": progress}
+    columns = as_columns(features)
+    if columns is not None:
+        return _write_columns(as_database(url), name, columns, labels, options)
     features = as_numpy(features)
     n = len(features) if features is not None else 0
     if n == 0:
@@ -295,7 +320,37 @@ def write_arrays(
         rows = items
     label_values: Iterable[Any] = label_array.tolist() if label_array is not None else [None] * n
     return write_rows(as_database(url), name, codec, label_kind, zip(rows, label_values, strict=True), total=n,
-                      if_exists=if_exists, force=force, keep_versions=keep_versions, progress=progress)
+                      **options)
+
+
+def _write_columns(
+    db: Database, name: str, columns: dict[str, Any], labels: Any, options: dict[str, Any]
+) -> registry.DatasetInfo:
+    """write_arrays of several columns: a record dataset, one database column per feature and per label column."""
+    targets = _label_columns(columns, labels)
+    if columns and not any(len(values) for values in (*columns.values(), *targets.values())):
+        raise InvalidInputError(f"no rows to write into dataset {name!r}: the columns are empty")
+    codec = columns_codec(columns, targets, db.backend)
+    n = len(next(iter(columns.values())))
+    label_kind: LabelKind = "columns" if targets else "none"
+    return write_rows(db, name, codec, label_kind, column_rows(columns, targets), total=n, **options)
+
+
+def _label_columns(columns: dict[str, Any], labels: Any) -> dict[str, Any]:
+    """The label columns of a record: named columns taken out of ``columns``, a dict of columns, or one array
+    (a column ``label``)."""
+    if labels is None:
+        return {}
+    if isinstance(labels, str) or (isinstance(labels, (list, tuple)) and labels
+                                   and all(isinstance(label, str) for label in labels)):
+        names = [labels] if isinstance(labels, str) else list(labels)
+        unknown = [label for label in names if label not in columns]
+        if unknown:
+            raise InvalidInputError(f"labels names columns {unknown} that features does not have; its columns are "
+                                    f"{list(columns)}")
+        return {label: columns.pop(label) for label in names}
+    targets = as_columns(labels)
+    return targets if targets is not None else {"label": column_values("label", labels)}
 
 
 def _codec_for_list(items: Sequence[Any]) -> FeatureCodec:
@@ -342,7 +397,7 @@ def write_dataset(
     if_exists: IfExists = "fail",
     force: bool = False,
     keep_versions: int = DEFAULT_KEEP_VERSIONS,
-    varlen: bool = False,
+    varlen: bool | Sequence[str] = False,
     progress: bool = True,
 ) -> registry.DatasetInfo:
     """Store a map-style torch Dataset yielding ``(features, label)`` as dataset table ``name``.
@@ -351,8 +406,14 @@ def write_dataset(
     match its shape and dtype. ``varlen=True`` stores 1-D samples of varying length instead. ``if_exists``,
     ``force`` and ``keep_versions`` as in :func:`write_arrays`.
 
+    Features given as a dict ``{column: value}`` make a record dataset, each column stored as a database column of
+    its own (its kind from the first sample: a number, ``str``, ``bytes`` or an array); the label is then None (no
+    label column), one value (a column ``label``: a number, or a 1-D array for multi-label) or a dict of label
+    columns. An item that is a bare dict is an unlabelled record. ``varlen`` may name the feature columns stored as
+    variable-length 1-D arrays (True: every 1-D array column).
+
     Raises:
-        InvalidInputError: the name, or a sample (named by its index), cannot be stored.
+        InvalidInputError: the name, or a sample (named by its index, with the column), cannot be stored.
         TableExistsError: the name is taken and ``if_exists``/``force`` do not allow replacing it.
         DatabaseError: and its subclasses, for what the database reports.
     """
@@ -360,6 +421,16 @@ def write_dataset(
     if n == 0:
         raise InvalidInputError(f"no rows to write into dataset {name!r}: the dataset is empty")
     first_features, first_label = _sample(dataset, 0)
+    options: dict[str, Any] = {"if_exists": if_exists, "force": force, "keep_versions": keep_versions,
+                               "progress": progress}
+    if isinstance(first_features, Mapping):
+        db = as_database(url)
+        record = sample_record_codec(first_features, first_label, varlen, db.backend)
+        records = (_sample(dataset, i) for i in range(n))
+        return write_rows(db, name, record, "columns" if record.targets else "none", records, total=n, **options)
+    if not isinstance(varlen, bool):
+        raise InvalidInputError(f"varlen={varlen!r} names columns of dict samples; this dataset's features are "
+                                f"{type(first_features).__name__}: pass varlen=True to store them as variable-length")
     codec = infer_varlen_codec([first_features]) if varlen else infer_codec(first_features)
     label_kind = label_kind_of(None if first_label is None else np.asarray(as_numpy(first_label)).reshape(-1))
 
@@ -377,8 +448,7 @@ def write_dataset(
                 )
             yield features, _scalar(label)
 
-    return write_rows(as_database(url), name, codec, label_kind, samples(), total=n, if_exists=if_exists,
-                      force=force, keep_versions=keep_versions, progress=progress)
+    return write_rows(as_database(url), name, codec, label_kind, samples(), total=n, **options)
 
 
 def _scalar(label: Any) -> Any:
@@ -390,9 +460,13 @@ def _scalar(label: Any) -> Any:
 
 
 def _sample(dataset: Any, i: int) -> tuple[Any, Any]:
+    """Item ``i`` as ``(features, label)``; a bare dict is an unlabelled record."""
     item = dataset[i]
+    if isinstance(item, Mapping):
+        return item, None
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise InvalidInputError(
-            f"dataset item {i} is {type(item).__name__}; write_dataset needs (features, label) pairs"
+            f"dataset item {i} is {type(item).__name__}; write_dataset needs (features, label) pairs (or dicts of "
+            f"columns)"
         )
     return item[0], item[1]

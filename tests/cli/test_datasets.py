@@ -46,6 +46,24 @@ def test_ls_info_and_drop_of_a_dataset(db_url: str, table_name: str, run: Run) -
     assert code == 1 and err.startswith("error: ") and "does not exist" in err
 
 
+def test_ls_and_info_show_the_columns_of_a_record(db_url: str, table_name: str, run: Run) -> None:
+    features = {"image": np.zeros((3, 2, 2), np.uint8), "tokens": [np.arange(i, dtype=np.int32) for i in range(3)],
+                "title": ["a", "b", "c"], "price": [1.5, 2.5, 3.5]}
+    write_arrays(db_url, table_name, features, {"y": [0, 1, 2], "tags": np.eye(3, dtype=np.float32)},
+                 progress=False)
+    code, out, _ = run("ls", "--url", db_url)
+    line = next(line for line in out.splitlines() if line.startswith(f"{table_name} "))
+    assert "record(image:uint8[2, 2], tokens:int32[], title:text, price:float)" in line
+    assert "y:int, tags:float32[3]" in line
+    code, out, _ = run("info", table_name, "--url", db_url)
+    described = json.loads(out)
+    assert code == 0 and (described["features"], described["label"]) == ("record", "columns")
+    assert described["fields"][0] == {"name": "image", "kind": "array", "dtype": "|u1", "shape": [2, 2]}
+    assert [f["kind"] for f in described["fields"]] == ["array", "varlen", "text", "float"]
+    assert described["targets"] == [{"name": "y", "kind": "int", "dtype": None, "shape": []},
+                                    {"name": "tags", "kind": "array", "dtype": "<f4", "shape": [3]}]
+
+
 def test_gc_lists_then_drops_old_versions(db_url: str, table_name: str, run: Run) -> None:
     for _ in range(3):
         write_arrays(db_url, table_name, np.zeros((5, 2), np.float32), np.arange(5), if_exists="replace",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
-from lightning_dm8 import Database, DatasetTable
+from lightning_dm8 import Database, DatasetTable, InvalidInputError, write_arrays
 from lightning_dm8.tables import registry
 from lightning_dm8.tables.ddl import table_exists
 
@@ -48,3 +50,14 @@ def read_all(table: DatasetTable) -> tuple[Any, np.ndarray | None]:
     block = table.read_range(0, len(table))
     assert block.row_ids.tolist() == list(range(len(table)))
     return block.features, block.labels
+
+
+def assert_append_refused(db: Database, name: str, first: tuple[Any, Any], then: tuple[Any, Any], stored: str,
+                          new_rows: str) -> None:
+    """Writing ``first`` then appending ``then`` (features, labels) fails with the message describing both sides
+    (``stored`` and ``new_rows``, regular expressions), and leaves the dataset as it was."""
+    info = write_arrays(db, name, *first, progress=False)
+    with pytest.raises(InvalidInputError, match=rf"cannot append to dataset {re.escape(repr(name))}: it stores "
+                                                rf"{stored}, the new rows are {new_rows}$"):
+        write_arrays(db, name, *then, if_exists="append", progress=False)
+    assert DatasetTable(db, name).validate() == info

@@ -156,9 +156,11 @@ BAD_QUERIES: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
                      r"the query returns no feature column besides the label"),
     "no-rows": ({"sql": "{join} WHERE l.label < 0"}, InvalidInputError,
                 r"no rows to write into dataset '.*': the query returned no rows"),
-    "mixed-features": ({"sql": "SELECT i.payload AS payload, i.item_id AS item_id, l.label AS label "
-                               "FROM {p}_items i JOIN {p}_labels l ON i.item_id = l.item_id"},
-                       InvalidInputError, r"feature columns \['payload'\] are not numeric"),
+    "mixed-features-as-vector": ({"sql": "SELECT i.payload AS payload, i.item_id AS item_id, l.label AS label "
+                                         "FROM {p}_items i JOIN {p}_labels l ON i.item_id = l.item_id",
+                                  "layout": "vector"},
+                                 InvalidInputError, r"layout='vector' cannot hold this query: feature columns "
+                                                    r"\['payload'\] are not numbers; use layout='columns'"),
     "reserved-column": ({"sql": "SELECT i.item_id AS row_id, l.label AS label FROM {p}_items i "
                                 "JOIN {p}_labels l ON i.item_id = l.item_id"},
                         InvalidInputError, r"feature columns may not be named \['row_id'\]"),
@@ -168,11 +170,11 @@ BAD_QUERIES: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
                     r"query row \d+: the feature value holds 47 bytes, expected a multiple of 2"),
     "null-numeric": ({"sql": "SELECT i.item_id AS a, CASE WHEN i.item_id = 7 THEN NULL ELSE i.item_id END AS b, "
                              "l.label AS label FROM {p}_items i JOIN {p}_labels l ON i.item_id = l.item_id"},
-                     InvalidInputError, r"sample \d+: numeric features must be numbers; got \(7, None\) \(filter out "
-                                        r"or COALESCE NULLs"),
+                     InvalidInputError, r"query row \d+: column 'b' is NULL; every row needs a value: filter those "
+                                        r"rows out \(WHERE b IS NOT NULL\) or give a default \(COALESCE\(b, "),
     "null-first-row": ({"sql": "SELECT i.item_id AS a, CASE WHEN i.item_id = 0 THEN NULL ELSE i.item_id END AS b, "
                                "l.label AS label FROM {p}_items i JOIN {p}_labels l ON i.item_id = l.item_id"},
-                       InvalidInputError, r"feature columns \['b'\] are not numeric \(NULL in the first row: \['b'\]"),
+                       InvalidInputError, r"query row 0: column 'b' is NULL; every row needs a value"),
     "missing-raw-table": ({"sql": "SELECT payload, label FROM {p}_nope"}, TableNotFoundError, r"(?i)_nope"),
 }
 
