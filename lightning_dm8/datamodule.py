@@ -9,6 +9,7 @@ seconds through Lightning's own logging.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import weakref
@@ -26,7 +27,7 @@ from typing_extensions import override
 from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import mask_url, url_without_password
 from lightning_dm8.errors import DatabaseUnavailableError, InvalidInputError
-from lightning_dm8.loading.batches import resolve_callable
+from lightning_dm8.loading.batches import Transform, resolve_callable, resolve_transform
 from lightning_dm8.loading.cache import BlockCache, OnFull, cache_path, cached_info
 from lightning_dm8.loading.dataset import BlockDataset
 from lightning_dm8.loading.loader import DM8DataLoader
@@ -36,6 +37,7 @@ from lightning_dm8.loading.source import LoadStats, describe
 from lightning_dm8.tables.dataset_table import DatasetTable
 from lightning_dm8.tables.query import write_query
 from lightning_dm8.tables.reader import TableReader
+from lightning_dm8.tables.record import select_columns
 from lightning_dm8.tables.registry import DatasetInfo
 from lightning_dm8.tables.sql_guard import single_select
 
@@ -70,9 +72,18 @@ class DM8DataModule(LightningDataModule):
         seed: the shuffle seed; every order is a function of (seed, epoch, rank, worker).
         drop_last: drop the last incomplete batch (and keep ranks equal without padding).
         shuffle_buffer_blocks: blocks whose rows are mixed together in a cold (first) epoch.
-        transform: per-sample callable (or ``"pkg.module.name"``) applied to features in every stage.
-        train_transform: per-sample callable for training only (e.g. augmentation); defaults to ``transform``.
-        collate_fn: callable (or dotted path) building a batch from a list of ``(features, label)``.
+        transform: per-sample callable (or ``"pkg.module.name"``) applied to features in every stage; for a record
+            dataset it gets the sample's dict of columns, or give a dict ``{column: callable or dotted path}`` to
+            transform each named column's value.
+        train_transform: per-sample transform for training only (e.g. augmentation); defaults to ``transform``.
+        collate_fn: callable (or dotted path) building a batch from a list of ``(features, label)`` (for a record
+            dataset ``(sample dict, label)``, the label a dict when there are several targets).
+        columns: read only these feature columns of a record dataset (every label column is read): the range query
+            selects only them and the cache holds only them (a cache of its own per selection).
+        pad_varlen: deliver variable-length columns as a :class:`~lightning_dm8.loading.batches.Padded`
+            ``(values, lengths)`` pair, the rows padded to the longest with ``pad_value``, instead of a list of 1-D
+            tensors.
+        pad_value: the value padding fills in (``pad_varlen=True``).
         pin_memory: pin batches for faster host-to-GPU copies.
         source_queries: ``{table: SELECT ...}``; a listed table that does not exist yet is built by ``prepare_data``
             with ``write_query`` (its ``label`` column becomes the label).
@@ -121,8 +132,8 @@ class DM8DataModule(LightningDataModule):
         seed: int = 0,
         drop_last: bool = False,
         shuffle_buffer_blocks: int = 8,
-        transform: Callable[..., Any] | str | None = None,
-        train_transform: Callable[..., Any] | str | None = None,
+        transform: dict[str, str | Callable[..., Any]] | Callable[..., Any] | str | None = None,
+        train_transform: dict[str, str | Callable[..., Any]] | Callable[..., Any] | str | None = None,
         collate_fn: Callable[..., Any] | str | None = None,
         pin_memory: bool = False,
         source_queries: dict[str, str] | None = None,
@@ -135,6 +146,9 @@ class DM8DataModule(LightningDataModule):
         world_size: int | None = None,
         log_metrics: bool = True,
         prog_bar_metrics: bool = False,
+        columns: list[str] | None = None,
+        pad_varlen: bool = False,
+        pad_value: float = 0,
     ) -> None:
         super().__init__()
         _check_options(batch_size, block_size, num_workers, prefetch_blocks, cache_on_full)
@@ -154,14 +168,16 @@ class DM8DataModule(LightningDataModule):
         self.prefetch_blocks, self.io_threads = prefetch_blocks, io_threads
         self.cache_dir, self.shuffle, self.seed, self.drop_last = cache_dir, shuffle, seed, drop_last
         self.shuffle_buffer_blocks, self.pin_memory = shuffle_buffer_blocks, pin_memory
-        self.transform = resolve_callable(transform, "transform")
-        self.train_transform = resolve_callable(train_transform, "train_transform") or self.transform
+        self.transform = resolve_transform(transform, "transform")
+        self.train_transform = resolve_transform(train_transform, "train_transform") or self.transform
         self.collate_fn = resolve_callable(collate_fn, "collate_fn")
         self.source_queries = dict(source_queries or {})
         self.max_wait, self.cache_on_full, self.progress = max_wait, cache_on_full, progress
         self.follow_versions, self.persistent_workers = follow_versions, persistent_workers
         self.rank, self.world_size = rank, world_size
         self.log_metrics, self.prog_bar_metrics = log_metrics, prog_bar_metrics
+        self.columns = None if columns is None else list(columns)
+        self.pad_varlen, self.pad_value = pad_varlen, pad_value
         # A local file (SQLite) is prepared on every node; a server once in all.
         self.prepare_data_per_node = self.db.backend.prepare_data_per_node
         self.datasets: dict[Stage, BlockDataset] = {}
@@ -169,6 +185,7 @@ class DM8DataModule(LightningDataModule):
         self.epoch_stats: dict[Stage, LoadStats] = {}
         self._loaders: dict[Stage, DM8DataLoader] = {}
         self._settings: dict[Stage, tuple[Any, ...]] = {}
+        self._versions: dict[Stage, DatasetInfo] = {}  # the version each stage reads (all its columns)
         self._pending_state: dict[str, Any] | None = None
 
     @property
@@ -230,10 +247,10 @@ class DM8DataModule(LightningDataModule):
             current = self.datasets.get(name)
             if current is not None and self._settings.get(name) == self._dataset_settings(name, ranks):
                 continue
+            version = self._versions.get(name) if current is not None else None
             if current is not None:
                 self._drop(name)
-            self.datasets[name] = self._build_dataset(name, table, ranks,
-                                                      current.reader.info if current is not None else None)
+            self.datasets[name] = self._build_dataset(name, table, ranks, version)
 
     def _attach_metrics(self) -> None:
         """Put :class:`LoaderMetrics` first among the Trainer's callbacks (once): its epoch metrics are logged
@@ -251,7 +268,8 @@ class DM8DataModule(LightningDataModule):
         return (self.batch_size, self.block_size, self.num_workers, self.seed, self.shuffle and train,
                 self.drop_last and train, self.shuffle_buffer_blocks, ranks.rank, ranks.world_size,
                 self.prefetch_blocks, self.io_threads, self.cache_dir, self.cache_on_full, self.max_wait,
-                self.train_transform if train else self.transform, self.collate_fn)
+                self.train_transform if train else self.transform, self.collate_fn, self.columns, self.pad_varlen,
+                self.pad_value)
 
     def _drop(self, stage: Stage) -> None:
         """Forget a stage's dataset and loader (stopping its workers, closing what it opened in this process)."""
@@ -262,9 +280,10 @@ class DM8DataModule(LightningDataModule):
         if dataset is not None:
             dataset.close()
         self._settings.pop(stage, None)
+        self._versions.pop(stage, None)
 
     def _cache_path(self, table: str) -> Path | None:
-        return cache_path(self.cache_dir, self.db, table) if self.cache_dir is not None else None
+        return cache_path(self.cache_dir, self.db, table, self.columns) if self.cache_dir is not None else None
 
     def _cached_info(self, table: str) -> DatasetInfo | None:
         path = self._cache_path(table)
@@ -287,7 +306,10 @@ class DM8DataModule(LightningDataModule):
         version of ``table``, the same on every rank that can hear it."""
         if info is None:
             info = ranks.broadcast(self._resolve(table))
+        self._versions[stage] = info
         train = stage == "train"
+        transform = self.train_transform if train else self.transform
+        info = _selected(info, self.columns, transform)
         plan = PlanConfig(
             n_rows=info.row_count, block_size=self.block_size, batch_size=self.batch_size, world_size=ranks.world_size,
             num_workers=max(1, self.num_workers), seed=self.seed, shuffle=self.shuffle and train,
@@ -305,8 +327,8 @@ class DM8DataModule(LightningDataModule):
         self._settings[stage] = self._dataset_settings(stage, ranks)
         return BlockDataset(
             TableReader(self.db, info, max_wait=self.max_wait), plan, ranks.rank, cache,
-            prefetch_blocks=self.prefetch_blocks, io_threads=self.io_threads,
-            transform=self.train_transform if train else self.transform, collate=self.collate_fn,
+            prefetch_blocks=self.prefetch_blocks, io_threads=self.io_threads, transform=transform,
+            collate=self.collate_fn, pad_value=self.pad_value if self.pad_varlen else None,
         )
 
     def _loader(self, stage: Stage) -> DM8DataLoader:
@@ -505,6 +527,29 @@ def open_database(url: str, what: str) -> Database:
             f"{what} {mask_url(url)!r} is not a database URL; write it as sqlite:///path/to/file.db, "
             f"postgresql://user@host:5432/db, mysql://user@host:3306/db or dm://user@host:5236"
         ) from None
+
+
+def _selected(info: DatasetInfo, columns: list[str] | None, transform: Transform | None) -> DatasetInfo:
+    """``info`` narrowed to the feature columns ``columns`` (a reader of it selects only those), after checking that a
+    transform per column names columns that are read.
+
+    Raises:
+        InvalidInputError: a column is not one of the dataset's (the message lists them), or a transform names one.
+    """
+    try:
+        narrowed = dataclasses.replace(info, codec=select_columns(info.codec, columns))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"DM8DataModule: dataset {info.name!r}: {exc}") from None
+    if isinstance(transform, dict) and info.codec.kind != "record":
+        raise InvalidInputError(f"DM8DataModule: a transform per column ({sorted(transform)}) needs a dataset of "
+                                f"several columns; {info.name!r} has a single feature: pass one callable")
+    if isinstance(transform, dict):
+        read = [name for name, _ in narrowed.codec.fields]
+        unknown = sorted(set(transform) - set(read))
+        if unknown:
+            raise InvalidInputError(f"DM8DataModule: the transform names column(s) {unknown} that {info.name!r} does "
+                                    f"not read; the columns read are {read}")
+    return narrowed
 
 
 def _epoch_of(trainer: Trainer) -> Callable[[], int]:

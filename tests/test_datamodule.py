@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from loading.record_rows import record_columns, write_record
 from loading.support import (
     RecordingModule,
     assert_exactly_once,
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import lightning_dm8
 from lightning_dm8 import InvalidDatasetError, InvalidInputError, TableNotFoundError
 from lightning_dm8.datamodule import DM8DataModule
+from lightning_dm8.loading.batches import Padded
 from lightning_dm8.tables.dataset_table import DatasetTable
 
 N_ROWS = 1003
@@ -315,3 +317,19 @@ def test_datamodule_pickles_after_setup_and_keeps_loading(sqlite_url, tmp_path) 
     copy = pickle.loads(pickle.dumps(dm))
     assert_exactly_once(epoch_ids(copy.train_dataloader()), 100)
     np.testing.assert_array_equal(epoch_ids(copy.train_dataloader()), first)
+
+
+def test_record_settings_are_hyperparameters_and_take_effect_in_the_next_loader(sqlite_url) -> None:
+    """``columns``, ``pad_varlen`` and ``pad_value`` are saved with the hyperparameters, and changing one gives the
+    next loader a dataset built with it."""
+    features, targets = record_columns(20)
+    write_record(sqlite_url, "rec", features, targets)
+    dm = make_dm(sqlite_url, "rec", columns=["tokens", "price"], shuffle=False, batch_size=4)
+    assert {k: dm.hparams[k] for k in ("columns", "pad_varlen", "pad_value")} == {
+        "columns": ["tokens", "price"], "pad_varlen": False, "pad_value": 0}
+    x, _ = next(iter(dm.train_dataloader()))
+    assert list(x) == ["tokens", "price"] and isinstance(x["tokens"], list)
+    dm.pad_varlen, dm.pad_value = True, 9
+    x, _ = next(iter(dm.train_dataloader()))
+    assert isinstance(x["tokens"], Padded) and x["tokens"].lengths.tolist() == [len(features["tokens"][i])
+                                                                             for i in range(4)]

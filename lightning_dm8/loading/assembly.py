@@ -2,18 +2,19 @@
 
 A batch (or a warm epoch's window of batches) touches rows of several blocks; :func:`group_by_block` says which
 positions each block supplies, :class:`Assembler` copies each block's rows straight from the block (a decoded
-block, or a cached block's bytes read in place) to those positions: one gather per block and batch, with no
-intermediate block of the taken rows.
+block, or a cached block's bytes read in place) to those positions: one gather per block, batch and column, with no
+intermediate block of the taken rows. A record block's columns are gathered one by one, as a single column is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from lightning_dm8.tables.block import Block
+from lightning_dm8.tables.columns import Columns
 from lightning_dm8.tables.ragged import Ragged, offsets_of
 
 
@@ -26,20 +27,76 @@ def _rows_view(features: np.ndarray) -> np.ndarray:
     return features.reshape(n, -1).view(np.dtype((np.void, features.itemsize * (features.size // n)))).reshape(n)
 
 
+class _Column:
+    """One column of the block being built: fixed-size rows are written straight to their places as parts arrive (so
+    a part need not outlive its call); variable-length rows (a :class:`Ragged`) are gathered once at the end,
+    straight from their parts; text and bytes (lists) item by item."""
+
+    __slots__ = ("n", "_array", "_rows", "_later")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._array: np.ndarray | None = None
+        self._rows: np.ndarray | None = None  # ``_array`` as one opaque item per row
+        self._later: list[tuple[Any, np.ndarray, np.ndarray]] = []  # ragged or list parts: (part, positions, group)
+
+    def add(self, data: Any, positions: np.ndarray, group: np.ndarray) -> None:
+        if not isinstance(data, np.ndarray):
+            self._later.append((data, positions, group))
+            return
+        if self._array is None:
+            self._array = np.empty((self.n, *data.shape[1:]), dtype=data.dtype)
+            self._rows = _rows_view(self._array)
+        assert self._rows is not None  # set with _array
+        rows = _rows_view(data)
+        if rows.ndim == self._rows.ndim:
+            self._rows[group] = rows[positions]
+        else:  # a part whose rows are not contiguous: copied element by element
+            self._array[group] = data[positions]
+
+    def result(self) -> Any:
+        if self._array is not None or not self._later:
+            return self._array if self._array is not None else np.empty((0,))
+        if isinstance(self._later[0][0], Ragged):
+            return _gather_ragged(self._later, self.n)
+        out: list[Any] = [None] * self.n
+        for items, positions, group in self._later:
+            for at, i in zip(group.tolist(), positions.tolist(), strict=True):
+                out[at] = items[i]
+        return out
+
+
+class _Record:
+    """The named columns of a record block being built: one :class:`_Column` each."""
+
+    __slots__ = ("_columns",)
+
+    def __init__(self, n: int, names: Iterable[str]) -> None:
+        self._columns = {name: _Column(n) for name in names}
+
+    def add(self, data: Columns, positions: np.ndarray, group: np.ndarray) -> None:
+        for name, column in self._columns.items():
+            column.add(data[name], positions, group)
+
+    def result(self) -> Columns:
+        return Columns({name: column.result() for name, column in self._columns.items()})
+
+
+def _gatherer(data: Any, n: int) -> _Column | _Record:
+    return _Record(n, data) if isinstance(data, Columns) else _Column(n)
+
+
 class Assembler:
     """Builds a block of ``n`` rows part by part: :meth:`add_rows` puts rows ``positions`` of a block at positions
-    ``group`` (the groups partition ``0..n-1``); :meth:`add` puts all of a part's rows. Fixed-size features, row
-    ids and labels are written straight to their places, so a part need not outlive its call; variable-length
-    features are gathered once at the end, straight from their parts; text and bytes are lists."""
+    ``group`` (the groups partition ``0..n-1``); :meth:`add` puts all of a part's rows. Row ids, features, labels and
+    each column of a record are gathered alike (:class:`_Column`): each row copied once, from its part to its
+    place."""
 
     def __init__(self, n: int) -> None:
         self.n = n
         self._row_ids: np.ndarray | None = None
-        self._labels: np.ndarray | None = None
-        self._features: np.ndarray | None = None
-        self._rows: np.ndarray | None = None  # ``_features`` as one opaque item per row
-        self._later: list[tuple[Any, np.ndarray, np.ndarray]] = []  # ragged or list features: (part, positions, group)
-        self._labelled = False
+        self._features: _Column | _Record | None = None
+        self._labels: _Column | _Record | None = None
 
     def add(self, part: Block, group: np.ndarray) -> None:
         self.add_rows(part, np.arange(len(group)), group)
@@ -47,35 +104,19 @@ class Assembler:
     def add_rows(self, part: Block, positions: np.ndarray, group: np.ndarray) -> None:
         if self._row_ids is None:
             self._row_ids = np.empty(self.n, dtype=np.int64)
-            self._labelled = part.labels is not None
-            if part.labels is not None:
-                self._labels = np.empty(self.n, dtype=part.labels.dtype)
+            self._features = _gatherer(part.features, self.n)
+            self._labels = None if part.labels is None else _gatherer(part.labels, self.n)
         self._row_ids[group] = part.row_ids[positions]
-        if self._labels is not None and part.labels is not None:
-            self._labels[group] = part.labels[positions]
-        features = part.features
-        if not isinstance(features, np.ndarray):
-            self._later.append((features, positions, group))
-            return
-        if self._features is None:
-            self._features = np.empty((self.n, *features.shape[1:]), dtype=features.dtype)
-            self._rows = _rows_view(self._features)
-        assert self._rows is not None  # set with _features
-        self._rows[group] = _rows_view(features)[positions]
+        assert self._features is not None  # set with _row_ids
+        self._features.add(part.features, positions, group)
+        if self._labels is not None:
+            self._labels.add(part.labels, positions, group)
 
     def result(self) -> Block:
-        row_ids = self._row_ids if self._row_ids is not None else np.empty(0, dtype=np.int64)
-        if self._features is not None or not self._later:
-            features: Any = self._features if self._features is not None else np.empty((0,))
-        elif isinstance(self._later[0][0], Ragged):
-            features = _gather_ragged(self._later, self.n)
-        else:
-            out: list[Any] = [None] * self.n
-            for items, positions, group in self._later:
-                for at, i in zip(group.tolist(), positions.tolist(), strict=True):
-                    out[at] = items[i]
-            features = out
-        return Block(row_ids, features, self._labels if self._labelled else None)
+        if self._row_ids is None or self._features is None:
+            return Block(np.empty(0, dtype=np.int64), np.empty((0,)), None)
+        return Block(self._row_ids, self._features.result(),
+                     None if self._labels is None else self._labels.result())
 
 
 def _gather_ragged(parts: list[tuple[Ragged, np.ndarray, np.ndarray]], n: int) -> Ragged:

@@ -70,11 +70,17 @@ def check_on_full(on_full: str) -> OnFull:
     return on_full  # type: ignore[return-value]  # checked against the Literal's values just above
 
 
-def cache_path(cache_dir: str | os.PathLike[str], db: Database, table: str) -> Path:
-    """Where the cache of ``table`` lives: keyed by the database's identity (never its password) and the table."""
+def cache_path(
+    cache_dir: str | os.PathLike[str], db: Database, table: str, columns: Sequence[str] | None = None
+) -> Path:
+    """Where the cache of ``table`` lives: keyed by the database's identity (never its password), the table and, for
+    a cache of some feature columns only, those columns (in any order): a cache of fewer columns is never served
+    for a wider selection."""
     url = db.sa_url
-    identity = json.dumps([db.backend.name, url.host, url.port, url.database, url.username, table])
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    key: list[Any] = [db.backend.name, url.host, url.port, url.database, url.username, table]
+    if columns is not None:
+        key.append(sorted(set(columns)))  # one selection whatever the order: a reader reads storage order
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:40]
     return Path(cache_dir).expanduser() / f"{readable}-{digest}"
 

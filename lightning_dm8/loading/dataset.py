@@ -18,6 +18,7 @@ from lightning_dm8.loading.plan import Mode, PlanConfig, batches_per_rank, worke
 from lightning_dm8.loading.prefetch import Prefetcher
 from lightning_dm8.loading.source import BlockSource
 from lightning_dm8.tables.block import Block
+from lightning_dm8.tables.columns import slice_column
 from lightning_dm8.tables.reader import TableReader
 
 _WINDOW_BATCHES = 128
@@ -86,12 +87,16 @@ class BlockDataset(IterableDataset):
         cache: the LMDB cache, or None to read the database every epoch.
         prefetch_blocks: blocks fetched ahead of the one being served (0: no prefetch).
         io_threads: threads running those fetches.
-        transform / collate: optional per-sample transform and collate function.
+        transform / collate: optional per-sample transform (one callable, or one per column of a record) and collate
+            function.
+        pad_value: pad variable-length rows with this value into a :class:`~lightning_dm8.loading.batches.Padded`
+            pair (None: a list of 1-D tensors).
     """
 
     def __init__(
         self, reader: TableReader, plan: PlanConfig, rank: int, cache: BlockCache | None, *,
         prefetch_blocks: int = 4, io_threads: int = 2, transform: Any = None, collate: Any = None,
+        pad_value: float | None = None,
     ) -> None:
         self.reader = reader
         self.plan = plan
@@ -101,6 +106,7 @@ class BlockDataset(IterableDataset):
         self.io_threads = io_threads
         self.transform = transform
         self.collate = collate
+        self.pad_value = pad_value
         self.tickets = TicketBoard(plan.num_workers)
         self._source: ProcessLocal[BlockSource] = ProcessLocal(self._make_source, close=BlockSource.close)
         self._prefetcher: ProcessLocal[Prefetcher] = ProcessLocal(self._make_prefetcher, close=Prefetcher.close)
@@ -182,7 +188,7 @@ class BlockDataset(IterableDataset):
                 # Every block this epoch read is in the cache before its last batch is handed over: whoever
                 # receives it (the next epoch, another process) finds the cache as complete as the epoch made it.
                 source.flush()
-            yield BatchEnvelope(ready(make_batch(block, self.transform, self.collate)), block.row_ids,
+            yield BatchEnvelope(ready(make_batch(block, self.transform, self.collate, self.pad_value)), block.row_ids,
                                 source.stats.take(), worker)
 
     def close(self) -> None:
@@ -206,7 +212,8 @@ class BlockDataset(IterableDataset):
             rows = source.rows(order[first : first + window])
             for start in range(0, len(rows), batch):
                 part = slice(start, start + batch)  # a view of the window's rows, not another copy
-                yield Block(rows.row_ids[part], rows.features[part], None if rows.labels is None else rows.labels[part])
+                labels = None if rows.labels is None else slice_column(rows.labels, part)
+                yield Block(rows.row_ids[part], slice_column(rows.features, part), labels)
             del rows  # let this window go before the next is built: two alive at once would double the peak
 
     def _streaming(self, order: np.ndarray) -> Iterator[Block]:

@@ -17,8 +17,7 @@ from lightning_dm8.loading.cache import BlockCache
 from lightning_dm8.loading.cache_format import CorruptBlockError, check_packed, pack_block, packed_rows, unpack_block
 from lightning_dm8.loading.cache_writer import CacheWriter
 from lightning_dm8.tables.block import Block
-from lightning_dm8.tables.ragged import Ragged
-from lightning_dm8.tables.reader import TableReader
+from lightning_dm8.tables.reader import TableReader, flat_nbytes
 
 log = logging.getLogger(__name__)
 _COUNTS = ("queries", "rows_from_db", "rows_from_cache", "bytes_from_db", "db_seconds", "padding_rows",
@@ -27,7 +26,8 @@ _COUNTS = ("queries", "rows_from_db", "rows_from_cache", "bytes_from_db", "db_se
 
 @dataclass
 class LoadStats:
-    """What one epoch (or a stretch of it) cost: queries, rows from the database and from the cache, bytes, seconds
+    """What one epoch (or a stretch of it) cost: queries, rows from the database and from the cache, bytes read from
+    the database (the decoded blocks' flat form: row ids and the columns read, see ``flat_nbytes``), seconds
     waiting on the database, cached blocks that failed their check and were read again from the database; and, as
     the loader delivered them, rows handed over, wall seconds, and seconds the consumer waited for a batch."""
 
@@ -142,7 +142,7 @@ class BlockSource:
         elif packed is not None:
             self.writer.submit(block, packed)  # type: ignore[union-attr]  # packed only with a writer
         self.stats.add({"queries": 1, "rows_from_db": len(decoded), "db_seconds": elapsed,
-                        "bytes_from_db": len(packed) if packed is not None else _nbytes(decoded)})
+                        "bytes_from_db": flat_nbytes(decoded)})
         return decoded
 
     def _replace(self, block: int, problem: CorruptBlockError) -> Block:
@@ -213,12 +213,6 @@ class BlockSource:
         except CorruptBlockError as problem:
             self._checked.discard(block)
             return self._replace(block, problem), positions, False
-
-
-def _nbytes(block: Block) -> int:
-    if isinstance(block.features, (np.ndarray, Ragged)):
-        return int(block.features.nbytes)
-    return sum(len(f) for f in block.features)  # text and bytes
 
 
 def describe(stats: dict[str, Any]) -> str:

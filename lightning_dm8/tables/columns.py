@@ -26,6 +26,14 @@ def take_column(data: Any, index: np.ndarray) -> Any:
     return [data[i] for i in index.tolist()]
 
 
+def slice_column(data: Any, part: slice) -> Any:
+    """The contiguous rows ``part`` (step 1) of one column (or of every column of a :class:`Columns`): views of the
+    arrays, not copies."""
+    if isinstance(data, Columns):
+        return Columns({name: column[part] for name, column in data.items()})
+    return data[part]
+
+
 def concat_column(parts: Sequence[Any]) -> Any:
     """One column holding the rows of ``parts`` (columns of one form) in order."""
     first = parts[0]

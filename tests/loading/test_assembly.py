@@ -3,13 +3,16 @@ block."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from block_rows import ARRAY, CODECS, TEXT, VARLEN, features_equal, rows_for
 
 from lightning_dm8.loading.assembly import assemble, assemble_rows, group_by_block
-from lightning_dm8.tables.block import block_from_rows
+from lightning_dm8.tables.block import Block, block_from_rows
 from lightning_dm8.tables.codecs import FeatureCodec
+from lightning_dm8.tables.columns import Columns
 from lightning_dm8.tables.ragged import Ragged
 
 
@@ -54,3 +57,39 @@ def test_rows_go_from_their_blocks_straight_to_their_places(codec: FeatureCodec,
     values = got.features.values if isinstance(got.features, Ragged) else got.features
     if isinstance(values, np.ndarray):
         assert values.flags.writeable and not any(np.shares_memory(values, b.flat) for b in blocks if b.flat)
+
+
+def record_block(start: int, n: int, targets: str) -> Block:
+    """A record block by hand: an image, variable-length tokens, text, a number per row; one vector target or two."""
+    ids = np.arange(start, start + n)
+    features = Columns({
+        "image": np.stack([np.full((2, 3), i, np.uint8) for i in ids]),
+        "tokens": Ragged.from_arrays([np.arange(i % 4, dtype=np.int32) + i for i in ids], np.dtype(np.int32)),
+        "title": [f"row {i}" for i in ids], "price": ids * 0.5,
+    })
+    vector = np.stack([ids, -ids]).T.astype(np.float32)
+    labels: Any = vector if targets == "vector" else Columns({"y": ids.copy(), "multi": vector})
+    return Block(ids, features, labels)
+
+
+def columns_equal(a: Any, b: Any) -> bool:
+    if isinstance(b, Columns):
+        return isinstance(a, Columns) and list(a) == list(b) and all(columns_equal(a[k], b[k]) for k in b)
+    if isinstance(b, Ragged):
+        return isinstance(a, Ragged) and features_equal(list(a), list(b))
+    return features_equal(a, b)
+
+
+@pytest.mark.parametrize("targets", ["vector", "columns"])
+def test_record_rows_go_from_their_blocks_straight_to_their_places(targets: str) -> None:
+    """Each column of a record (and each of its targets) is gathered as a single column is."""
+    blocks = [record_block(10 * b, 10, targets) for b in range(3)]
+    whole = Block.concat([record_block(0, 30, targets)])
+    wanted = np.random.default_rng(3).permutation(30)[:17]
+    groups = group_by_block(wanted, 10)
+    got = assemble_rows([blocks[b] for b, _ in groups], [wanted[g] - 10 * b for b, g in groups],
+                        [g for _, g in groups], len(wanted))
+    expected = whole.take(wanted)
+    assert got.row_ids.tolist() == wanted.tolist()
+    assert columns_equal(got.features, expected.features) and columns_equal(got.labels, expected.labels)
+    assert got.features["image"].flags.writeable and got.features["price"].dtype == np.float64
