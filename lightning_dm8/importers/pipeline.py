@@ -22,6 +22,7 @@ from lightning_dm8.db.coerce import as_database
 from lightning_dm8.db.engine import Database
 from lightning_dm8.errors import InvalidInputError
 from lightning_dm8.importers.agnews import load_agnews
+from lightning_dm8.importers.cars import load_cars_split, take_rows
 from lightning_dm8.importers.cifar import load_cifar10
 from lightning_dm8.importers.digits import load_digits_split
 from lightning_dm8.importers.idx import load_fashion_mnist
@@ -74,10 +75,15 @@ def _digits(root: str | None) -> Splits:
     return load_digits_split()
 
 
+def _cars(root: str | None) -> Splits:
+    return load_cars_split()
+
+
 SOURCES: dict[str, tuple[Callable[[str | None], Splits], bool]] = {
     "fashion-mnist": (_fashion_mnist, False),
     "mnist": (_mnist, False),
     "digits": (_digits, False),
+    "cars": (_cars, False),
     "cifar10": (_cifar10, False),
     "agnews": (_agnews, True),
     "rotten-tomatoes": (_rotten_tomatoes, True),
@@ -124,7 +130,7 @@ def load_splits(
         splits = load(root)
         bar.update()
     if limit is not None:
-        splits = {k: (features[:limit], labels[:limit]) for k, (features, labels) in splits.items()}
+        splits = {k: (_first_rows(features, limit), labels[:limit]) for k, (features, labels) in splits.items()}
     if not is_text:
         return splits, None
 
@@ -133,6 +139,11 @@ def load_splits(
 
     vocab = Vocabulary.build(texts("train", "vocabulary from"))
     return {k: (encode_texts(texts(k, "tokenising"), vocab), y) for k, (_, y) in splits.items()}, vocab
+
+
+def _first_rows(features: Any, limit: int) -> Any:
+    """The first ``limit`` rows of an array, a list, or a dict of columns (a record dataset's features)."""
+    return take_rows(features, slice(0, limit)) if isinstance(features, dict) else features[:limit]
 
 
 def import_source(
