@@ -116,11 +116,10 @@ def block_from_rows(rows: Sequence[Sequence[Any]], codec: FeatureCodec, label_ki
         padding = align(pos) - pos
         if padding:
             parts.append(bytes(padding))
-        segment_parts = encoded[segment.name][0]
-        parts.extend(segment_parts)
-        pos += padding + sum(len(p) for p in segment_parts)
+        parts.extend(encoded[segment.name].parts)
+        pos += padding + encoded[segment.name].nbytes
     flat = bytearray().join(parts)
-    return _views(flat, row_ids, codec, label_kind, {name: objects for name, (_, objects) in encoded.items()})
+    return _views(flat, row_ids, codec, label_kind, {name: e.objects for name, e in encoded.items()})
 
 
 def _views(

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cached_property, lru_cache
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class Segment:
     codec: FeatureCodec
     subject: str
 
-    @property
+    @cached_property
     def form(self) -> Form:
         if self.codec.kind in _FIXED_KINDS:
             return "fixed"
@@ -47,21 +48,21 @@ class Segment:
         """How many SQL columns the segment's values come from (a numeric vector: one per number)."""
         return len(self.codec.columns) if self.codec.kind == "numeric" else 1
 
-    @property
+    @cached_property
     def dtype(self) -> np.dtype:
         """The dtype of the segment's items (float32 for a numeric vector; one byte for text and bytes)."""
         if self.codec.kind == "numeric":
             return np.dtype("<f4")
         return np.dtype(np.uint8) if self.form == "objects" else self.codec.np_dtype
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, ...]:
         """The shape of one row's value in a fixed segment."""
         if self.codec.kind == "numeric":
             return (len(self.codec.columns),)
         return self.codec.shape if self.codec.kind == "array" else ()
 
-    @property
+    @cached_property
     def row_bytes(self) -> int:
         return math.prod(self.shape) * self.dtype.itemsize
 
@@ -69,18 +70,21 @@ class Segment:
         return self.name == "features" and self.subject == "the features"
 
 
-def layout(codec: FeatureCodec, label_kind: LabelKind) -> list[Segment]:
-    """The segments of a block of this dataset, in flat-form order: labels first, then features."""
+@lru_cache(maxsize=256)
+def layout(codec: FeatureCodec, label_kind: LabelKind) -> tuple[Segment, ...]:
+    """The segments of a block of this dataset, in flat-form order: labels first, then features (kept per dataset:
+    every block of it asks)."""
     if codec.kind == "record":
-        return [Segment(name, column, f"column {name!r}") for name, column in (*codec.targets, *codec.fields)]
+        return tuple(Segment(name, column, f"column {name!r}") for name, column in (*codec.targets, *codec.fields))
     segments = []
     if label_kind != "none":
         segments.append(Segment("label", FeatureCodec("int" if label_kind == "int" else "float"), "the label"))
     segments.append(Segment("features", codec, "the features"))
-    return segments
+    return tuple(segments)
 
 
-def query_order(codec: FeatureCodec, label_kind: LabelKind) -> list[Segment]:
+@lru_cache(maxsize=256)
+def query_order(codec: FeatureCodec, label_kind: LabelKind) -> tuple[Segment, ...]:
     """The segments in the order of a dataset table's columns after ``row_id``: features first, then labels."""
     segments = layout(codec, label_kind)
     labels = len(codec.targets) if codec.kind == "record" else int(label_kind != "none")
@@ -95,11 +99,17 @@ def align(pos: int) -> int:
 # -- from database values ----------------------------------------------------------------------------------------------
 
 
-def encode_values(
-    segment: Segment, values: list[Any], row_ids: np.ndarray, table: str
-) -> tuple[list[Any], list[Any] | None]:
-    """A segment's bytes (as parts to join) from one column's database values, and for text and bytes the decoded
-    values (a list the block holds as they are). Rejects NULLs and malformed values, naming the table and row id.
+class Encoded(NamedTuple):
+    """A segment encoded from database values: its bytes as parts to join, their total size, and for text and bytes
+    the decoded values (a list the block holds as they are)."""
+
+    parts: list[Any]
+    nbytes: int
+    objects: list[Any] | None
+
+
+def encode_values(segment: Segment, values: list[Any], row_ids: np.ndarray, table: str) -> Encoded:
+    """A segment from one column's database values. Rejects NULLs and malformed values, naming the table and row id.
 
     Raises:
         InvalidDatasetError: the message names the table, the row id and what is wrong.
@@ -107,25 +117,28 @@ def encode_values(
     _reject_nulls(segment, values, row_ids, table)
     kind = segment.codec.kind
     if segment.form == "fixed" and kind != "array":  # numbers: the driver's values become one array
-        return [np.asarray(values, dtype=segment.dtype).tobytes()], None
+        data = np.asarray(values, dtype=segment.dtype).tobytes()
+        return Encoded([data], len(data), None)
     n = len(values)
     if segment.form == "objects":
         objects = [bytes(v) for v in values] if kind == "bytes" else list(values)
         payloads = objects if kind == "bytes" else [v.encode("utf-8") for v in values]
-        sizes = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=n)
-        return [offsets_of(sizes).astype("<i8", copy=False).tobytes(), *payloads], objects
-    sizes = np.fromiter((len(v) for v in values), dtype=np.int64, count=n)
+        sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
+        return Encoded([offsets_of(sizes).astype("<i8", copy=False).tobytes(), *payloads],
+                       8 * (n + 1) + int(sizes.sum()), objects)
+    sizes = np.fromiter(map(len, values), dtype=np.int64, count=n)
     _check_sizes(segment, sizes, row_ids, table)
     if segment.form == "fixed":
-        return list(values), None
-    return [offsets_of(sizes).astype("<i8", copy=False).tobytes(), *values], None
+        return Encoded(list(values), n * segment.row_bytes, None)
+    return Encoded([offsets_of(sizes).astype("<i8", copy=False).tobytes(), *values], 8 * (n + 1) + int(sizes.sum()),
+                   None)
 
 
 def _reject_nulls(segment: Segment, values: list[Any], row_ids: np.ndarray, table: str) -> None:
     if segment.width > 1:
         bad = next((i for i, value in enumerate(values) if value is None or None in value), None)
     else:
-        bad = next((i for i, value in enumerate(values) if value is None), None)
+        bad = values.index(None) if None in values else None  # ``in`` runs in C: this is every block's cost
     if bad is not None:
         verb = "are" if segment.plural() else "is"
         raise InvalidDatasetError(
