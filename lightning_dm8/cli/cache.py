@@ -23,7 +23,7 @@ from lightning_dm8.datamodule import DEFAULT_CACHE_DIR, DM8DataModule
 from lightning_dm8.loading.cache import cache_path
 from lightning_dm8.tables.registry import list_infos
 
-_CACHE_NAME = re.compile(r"^(?P<table>.+)-[0-9a-f]{16}$")
+_CACHE_NAME = re.compile(r"^(?P<table>.+?)-[0-9a-f]{16}(-[0-9a-f]{16})?$")
 _DEFAULT_BLOCK_SIZE = 256
 
 
@@ -134,11 +134,13 @@ def _clear(args: argparse.Namespace) -> int:
         what = f"every cache in {folder} ({len(doomed)} of them, {format_size(sum(map(_disk_bytes, doomed)))})"
     else:
         path = cache_path(folder, database(args), args.name)
-        doomed = [path] if path in _caches(folder) else []
+        # The dataset's cache and the caches of its column selections (named after it: see cache_path).
+        doomed = [p for p in _caches(folder) if p == path or p.name.startswith(f"{path.name}-")]
         if not doomed:
             print(f"no cache of {printable(repr(args.name))} in {printable(folder)}")
             return EXIT_OK
-        what = f"the cache of {args.name!r} ({format_size(_disk_bytes(path))}) in {path}"
+        what = (f"the caches of {args.name!r} ({len(doomed)}: the dataset's and those of column selections, "
+                f"{format_size(sum(map(_disk_bytes, doomed)))}) in {folder}")
     if not doomed:
         print(f"(no caches in {printable(folder)})")
         return EXIT_OK

@@ -73,16 +73,21 @@ def check_on_full(on_full: str) -> OnFull:
 def cache_path(
     cache_dir: str | os.PathLike[str], db: Database, table: str, columns: Sequence[str] | None = None
 ) -> Path:
-    """Where the cache of ``table`` lives: keyed by the database's identity (never its password), the table and, for
-    a cache of some feature columns only, those columns (in any order): a cache of fewer columns is never served
-    for a wider selection."""
+    """Where the cache of ``table`` lives: keyed by the database's identity (never its password) and the table,
+    ``<table>-<digest>``. A cache of some feature columns only is ``<table>-<digest>-<digest of those columns>`` (in
+    any order): a cache of fewer columns is never served for a wider selection, and removing a dataset's cache finds
+    its selections beside it."""
     url = db.sa_url
     key: list[Any] = [db.backend.name, url.host, url.port, url.database, url.username, table]
-    if columns is not None:
-        key.append(sorted(set(columns)))  # one selection whatever the order: a reader reads storage order
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    digest = _digest(key)
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:40]
+    if columns is not None:  # one selection whatever the order: a reader reads storage order
+        return Path(cache_dir).expanduser() / f"{readable}-{digest}-{_digest(sorted(set(columns)))}"
     return Path(cache_dir).expanduser() / f"{readable}-{digest}"
+
+
+def _digest(key: Any) -> str:
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
 # --- private directories and files ----------------------------------------------------------------------------------

@@ -79,3 +79,20 @@ def test_cache_mistakes_are_one_line(tmp_path: Path, run: Run) -> None:
     assert code == 1 and err.startswith("error: dataset table 'absent' does not exist") and err.count("\n") == 1
     code, _, err = run("cache", "warm", "present", "--url", url, "--block-size", "0")
     assert code == 2 and "--block-size must be at least 1" in err
+
+
+def test_clear_removes_the_caches_of_column_selections_too(tmp_path: Path, run: Run) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    cache = tmp_path / "cache"
+    write_arrays(url, "items", {"price": np.arange(200.0), "count": np.arange(200)}, np.arange(200), progress=False)
+    _dataset(url, "other", 200)
+    for dataset, columns in (("items", None), ("items", ["price"]), ("items", ["count", "price"]), ("other", None)):
+        dm = DM8DataModule(url, train_table=dataset, cache_dir=str(cache), columns=columns, progress=False)
+        dm.fill_cache(("train",))
+        dm.teardown("fit")
+    assert len(list(cache.iterdir())) == 4
+    code, out, _ = run("cache", "ls", "--cache-dir", str(cache), "--url", url)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[2:]] == ["items", "items", "items", "other"]
+    code, out, _ = run("cache", "clear", "items", "--cache-dir", str(cache), "--url", url, "--yes")
+    assert code == 0 and "removed 3 cache(s)" in out
+    assert [p.name.split("-")[0] for p in cache.iterdir()] == ["other"]
