@@ -20,12 +20,11 @@ from typing import Any, Literal, get_args
 import lightning.pytorch as pl
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
-from sqlalchemy.exc import ArgumentError
 from tqdm.auto import tqdm
 from typing_extensions import override
 
 from lightning_dm8.db.engine import Database
-from lightning_dm8.db.urls import mask_url, url_without_password
+from lightning_dm8.db.urls import readable_url, url_without_password
 from lightning_dm8.errors import DatabaseUnavailableError, InvalidInputError
 from lightning_dm8.loading.batches import Transform, resolve_callable, resolve_transform
 from lightning_dm8.loading.cache import BlockCache, OnFull, cache_path, cached_info
@@ -520,13 +519,8 @@ def open_database(url: str, what: str) -> Database:
     Raises:
         InvalidInputError: ``url`` does not parse as a URL.
     """
-    try:
-        return Database(url)
-    except ArgumentError:  # SQLAlchemy's "Could not parse SQLAlchemy URL", which names neither the URL nor the forms
-        raise InvalidInputError(
-            f"{what} {mask_url(url)!r} is not a database URL; write it as sqlite:///path/to/file.db, "
-            f"postgresql://user@host:5432/db, mysql://user@host:3306/db or dm://user@host:5236"
-        ) from None
+    readable_url(url, what)
+    return Database(url)
 
 
 def _selected(info: DatasetInfo, columns: list[str] | None, transform: Transform | None) -> DatasetInfo:

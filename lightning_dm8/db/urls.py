@@ -47,7 +47,7 @@ def parse_url(url: str | URL) -> URL:
     ``@`` is refused: the password had an unescaped ``@``, the URL was split in the wrong place, and the rest of
     the password would be sent (and echoed in the driver's messages) as a host name.
     """
-    parsed = make_url(url) if isinstance(url, str) else url
+    parsed = readable_url(url)
     if "@" in (parsed.host or ""):
         raise InvalidInputError(
             f"the database URL {mask_url(url)} is ambiguous: its password holds an '@'. Write it as %40 in the URL, "
@@ -57,6 +57,24 @@ def parse_url(url: str | URL) -> URL:
         parsed = parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername])
     if parsed.password is None and backend_of(parsed) != "sqlite" and os.environ.get(PASSWORD_ENV):
         parsed = parsed.set(password=os.environ[PASSWORD_ENV])
+    return parsed
+
+
+def readable_url(url: str | URL, what: str = "the database URL") -> URL:
+    """``url`` parsed, or an error naming ``what`` (``"--url"``, say), the URL (its password masked) and the forms a
+    URL takes, instead of SQLAlchemy's "Could not parse" or a bare ``int()`` error for a port that is not a number.
+
+    Raises:
+        InvalidInputError: ``url`` is not a URL.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+        parsed.port  # noqa: B018  (a bad port only fails when read)
+    except Exception as exc:  # ArgumentError, ValueError: what SQLAlchemy raises for text that is not a URL
+        raise InvalidInputError(
+            f"{what} {mask_url(str(url))!r} is not a database URL; write it as sqlite:///path/to/file.db, "
+            f"postgresql://user@host:5432/db, mysql://user@host:3306/db or dm://user@host:5236"
+        ) from exc
     return parsed
 
 

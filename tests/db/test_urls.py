@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import URL
 
+from lightning_dm8.db.engine import Database
 from lightning_dm8.db.urls import PASSWORD_ENV, backend_of, mask_text, mask_url, parse_url, url_without_password
 from lightning_dm8.errors import InvalidInputError
 
@@ -111,3 +112,12 @@ def test_an_ambiguous_url_is_refused_before_it_connects() -> None:
 
 def test_url_without_password_drops_query_secrets_too() -> None:
     assert url_without_password("mysql://root:pw@h/db?password=x&charset=utf8") == "mysql://root@h/db?charset=utf8"
+
+
+@pytest.mark.parametrize("url", ["notaurl", "://x", "postgresql://alice:s3cret@db:notaport/train"],
+                         ids=["no-scheme", "no-dialect", "bad-port"])
+def test_a_url_that_does_not_parse_is_named_with_its_password_masked(url: str) -> None:
+    expected = r"^the database URL '.*' is not a database URL; write it as sqlite:///path/to/file\.db, postgresql://"
+    with pytest.raises(InvalidInputError, match=expected) as caught:
+        Database(url)
+    assert "s3cret" not in str(caught.value)
