@@ -67,34 +67,9 @@ def _ragged_from_flat(flat: torch.Tensor, lengths: list[int]) -> RaggedBatch:
     return RaggedBatch(torch.split(flat, lengths))
 
 
-class _OneStoragePair(tuple):
-    """A ``(features, labels)`` batch on its way from a DataLoader worker to the main process.
-
-    torch hands each tensor over in a shared-memory segment of its own, passing its file descriptor through a
-    connection that is set up and authenticated for every tensor: two of them per batch, more work than copying the
-    batch. Pickled, this pair sends one segment holding both tensors; unpickled, it is a plain tuple of the two
-    tensors (views of that segment).
-    """
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        features, labels = self
-        size = features.numel() * features.element_size()
-        start = -(-size // 16) * 16  # the labels' offset, aligned for any dtype
-        segment = torch.empty(start + labels.numel() * labels.element_size(), dtype=torch.uint8).share_memory_()
-        _view(segment, 0, features.dtype, features.shape).copy_(features)
-        _view(segment, start, labels.dtype, labels.shape).copy_(labels)
-        return (_pair_from_segment, (segment, features.dtype, tuple(features.shape), start, labels.dtype,
-                                     tuple(labels.shape)))
-
-
 def _view(segment: torch.Tensor, start: int, dtype: torch.dtype, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
     count = math.prod(shape)
     return segment[start : start + count * dtype.itemsize].view(dtype).view(shape)
-
-
-def _pair_from_segment(segment: torch.Tensor, features_dtype: torch.dtype, features_shape: tuple[int, ...],
-                       start: int, labels_dtype: torch.dtype, labels_shape: tuple[int, ...]) -> tuple[Any, Any]:
-    return (_view(segment, 0, features_dtype, features_shape), _view(segment, start, labels_dtype, labels_shape))
 
 
 class Padded(NamedTuple):
@@ -110,13 +85,13 @@ _TREES = (dict, Padded)
 
 
 def for_transfer(batch: Any) -> Any:
-    """``batch`` ready to leave a DataLoader worker: a ``(features, labels)`` pair of plain tensors travels as one
-    shared-memory segment (:class:`_OneStoragePair`), so does a record batch (a dict of columns) or a padded one,
-    alone or with its labels (:class:`_OneStorageTree`); anything else as it is."""
-    if (type(batch) is tuple and len(batch) == 2 and all(type(t) is torch.Tensor and not t.is_shared() for t in batch)
-            and all(t.is_contiguous() and t.device.type == "cpu" for t in batch)):
-        return _OneStoragePair(batch)
-    if type(batch) in _TREES or (type(batch) is tuple and len(batch) == 2 and type(batch[0]) in _TREES):
+    """``batch`` ready to leave a DataLoader worker as one shared-memory segment (:class:`_OneStorageTree`): a
+    ``(features, labels)`` pair of plain contiguous tensors, a record batch (a dict of columns) or a padded one, alone
+    or with its labels; anything else as it is."""
+    plain_pair = (type(batch) is tuple and len(batch) == 2
+                  and all(type(t) is torch.Tensor and not t.is_shared() for t in batch)
+                  and all(t.is_contiguous() and t.device.type == "cpu" for t in batch))
+    if plain_pair or type(batch) in _TREES or (type(batch) is tuple and len(batch) == 2 and type(batch[0]) in _TREES):
         return _OneStorageTree(batch)
     return batch
 
@@ -137,9 +112,12 @@ class _RaggedSlot(NamedTuple):
 
 
 class _OneStorageTree(tuple):
-    """A record or padded batch (alone or with its labels) on its way from a DataLoader worker: every plain
-    tensor in it (each :class:`RaggedBatch` as one flat tensor) is copied into one shared-memory segment, so the batch
-    costs one hand-over instead of one per tensor (per row, for variable-length columns); unpickled, it is the
+    """A batch on its way from a DataLoader worker to the main process.
+
+    torch hands each tensor over in a shared-memory segment of its own, passing its file descriptor through a
+    connection that is set up and authenticated for every tensor: more work than copying the batch. Pickled, every
+    plain tensor in this batch (each :class:`RaggedBatch` as one flat tensor) is copied into one segment, so the
+    batch costs one hand-over instead of one per tensor (per row, for variable-length columns); unpickled, it is the
     same structure of tensors (views of that segment)."""
 
     def __new__(cls, batch: Any) -> _OneStorageTree:
