@@ -18,7 +18,7 @@ from lightning_dm8.db.engine import Database
 from lightning_dm8.errors import InvalidInputError
 from lightning_dm8.tables.codecs import FeatureCodec, FeatureKind, LabelKind, infer_codec, infer_varlen_codec
 from lightning_dm8.tables.gc import DEFAULT_KEEP_VERSIONS
-from lightning_dm8.tables.record import FIELD_KINDS, record_codec
+from lightning_dm8.tables.record import FIELD_KINDS, record_codec, record_label_kind
 from lightning_dm8.tables.registry import DatasetInfo
 from lightning_dm8.tables.schema import FEATURES, LABEL, ROW_ID
 from lightning_dm8.tables.sql_guard import single_select
@@ -150,7 +150,7 @@ def write_query(
                                "progress": progress}
     if _as_record(layout, first[:width], features, label_column, specs, dtype, shape):
         record = _query_record(first, features, labels, specs, db)
-        return write_rows(db, name, record, "columns" if labels else "none", _record_rows(db, ordered, record, names),
+        return write_rows(db, name, record, record_label_kind(record), _record_rows(db, ordered, record, names),
                           **options)
     codec = _codec(first[:width], features, dtype, shape)
     label_kind: LabelKind = "none" if not labels else _label_kind(first[width])

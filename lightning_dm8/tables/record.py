@@ -18,7 +18,7 @@ import numpy as np
 from lightning_dm8.db.backends import Backend
 from lightning_dm8.db.names import check_table_name
 from lightning_dm8.errors import InvalidInputError
-from lightning_dm8.tables.codecs import FeatureCodec, as_numpy, infer_codec, infer_varlen_codec
+from lightning_dm8.tables.codecs import FeatureCodec, LabelKind, as_numpy, infer_codec, infer_varlen_codec
 
 FIELD_KINDS = ("array", "varlen", "text", "bytes", "int", "float", "bool")
 TARGET_KINDS = ("int", "float", "bool", "array")
@@ -55,6 +55,11 @@ def record_codec(fields: Named, targets: Named = (), backend: Backend | None = N
                     f"label column {name!r} has shape {codec.shape}; a vector label (multi-label) is 1-D"
                 )
     return FeatureCodec("record", fields=tuple(fields), targets=tuple(targets))
+
+
+def record_label_kind(codec: FeatureCodec) -> LabelKind:
+    """A record's label kind, as the registry records it: ``columns`` when it has label columns, else ``none``."""
+    return "columns" if codec.targets else "none"
 
 
 def select_columns(codec: FeatureCodec, columns: Sequence[str] | None) -> FeatureCodec:

@@ -37,6 +37,7 @@ from lightning_dm8.tables.record import (
     columns_codec,
     describe_columns,
     encode_row,
+    record_label_kind,
     sample_record_codec,
 )
 from lightning_dm8.tables.staging import drop_quietly
@@ -332,8 +333,7 @@ def _write_columns(
         raise InvalidInputError(f"no rows to write into dataset {name!r}: the columns are empty")
     codec = columns_codec(columns, targets, db.backend)
     n = len(next(iter(columns.values())))
-    label_kind: LabelKind = "columns" if targets else "none"
-    return write_rows(db, name, codec, label_kind, column_rows(columns, targets), total=n, **options)
+    return write_rows(db, name, codec, record_label_kind(codec), column_rows(columns, targets), total=n, **options)
 
 
 def _label_columns(columns: dict[str, Any], labels: Any) -> dict[str, Any]:
@@ -427,7 +427,7 @@ def write_dataset(
         db = as_database(url)
         record = sample_record_codec(first_features, first_label, varlen, db.backend)
         records = (_sample(dataset, i) for i in range(n))
-        return write_rows(db, name, record, "columns" if record.targets else "none", records, total=n, **options)
+        return write_rows(db, name, record, record_label_kind(record), records, total=n, **options)
     if not isinstance(varlen, bool):
         raise InvalidInputError(f"varlen={varlen!r} names columns of dict samples; this dataset's features are "
                                 f"{type(first_features).__name__}: pass varlen=True to store them as variable-length")

@@ -10,7 +10,7 @@ import torch
 
 from lightning_dm8.db.engine import Database
 from lightning_dm8.loading.batches import Padded
-from lightning_dm8.tables.record import column_codec, record_codec
+from lightning_dm8.tables.record import column_codec, record_codec, record_label_kind
 from lightning_dm8.tables.writer import write_rows
 
 Arrays = dict[str, Any]
@@ -39,8 +39,8 @@ def write_record(url: str, name: str, features: Arrays, targets: Arrays | None, 
         target_codecs = [(k, column_codec(k, v)) for k, v in (targets or {}).items()]
         n = len(next(iter(features.values())))
         samples = [({k: v[i] for k, v in features.items()}, _label(targets, i)) for i in range(n)]
-        write_rows(db, name, record_codec(fields, target_codecs, db.backend), "columns" if targets else "none",
-                   samples, total=n, progress=False, **options)
+        record = record_codec(fields, target_codecs, db.backend)
+        write_rows(db, name, record, record_label_kind(record), samples, total=n, progress=False, **options)
     finally:
         db.dispose()
 
