@@ -164,6 +164,26 @@ def _label_value(label: Any, label_kind: LabelKind, row_id: int) -> int | float:
     return int(label)
 
 
+class _NoBar:
+    """The progress bar of a write that shows none. Not a disabled tqdm: tqdm takes a lock shared by every process
+    forked from this one even for a disabled bar (in ``tqdm.__new__``), and a writer killed while holding it
+    (SIGKILL) would leave every other writer of that process family waiting for it forever."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+
+def _rows_bar(total: int | None, desc: str, progress: bool) -> Any:
+    """A bar counting written rows, or none (:class:`_NoBar`)."""
+    return tqdm(total=total, desc=desc, unit="rows") if progress else _NoBar()
+
+
 def _fill(conn: sa.Connection, table: sa.Table, batches: Iterable[list[tuple[Any, ...]]], bar: Any) -> int:
     count = 0
     for batch in batches:
@@ -184,7 +204,7 @@ def _create(
     with db.begin(f"create the table for {name!r}") as conn:
         create_dataset_table(conn, db.backend, table, codec)
     try:
-        with tqdm(total=total, desc=f"writing {name}", unit="rows", disable=not progress) as bar, \
+        with _rows_bar(total, f"writing {name}", progress) as bar, \
                 db.begin(f"write dataset {name!r}") as conn:
             count = _fill(conn, table, _batches(codec, label_kind, samples, 0, fp), bar)
         if count == 0:
@@ -220,7 +240,7 @@ def _append(
             f"{_stored(existing.codec, existing.label_kind, ' features')}, the new rows are "
             f"{_stored(codec, label_kind)}"
         )
-    with tqdm(total=total, desc=f"appending to {existing.name}", unit="rows", disable=not progress) as bar, \
+    with _rows_bar(total, f"appending to {existing.name}", progress) as bar, \
             db.begin(f"append to dataset {existing.name!r}") as conn:
         # The registry row stays locked until the rows and the new version commit: appends take turns.
         registry.head_row(conn, existing.name, lock=True)
