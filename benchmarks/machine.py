@@ -57,6 +57,14 @@ def server_version(url: str) -> str:
         db.dispose()
 
 
+def mysql_reader(url: str) -> str:
+    """The driver the loader reads MySQL/MariaDB through: a URL naming none gets mysqlclient when it is installed."""
+    from lightning_dm8.db.urls import parse_url
+
+    driver = parse_url(url).get_driver_name()
+    return {"mysqldb": "mysqlclient", "pymysql": "PyMySQL"}.get(driver, driver)
+
+
 def describe(urls: dict[str, str]) -> dict[str, Any]:
     import torch
 
@@ -72,6 +80,8 @@ def describe(urls: dict[str, str]) -> dict[str, Any]:
         versions["libpq"] = str(psycopg.pq.version())
     except Exception:  # noqa: BLE001
         pass
+    if "mysql" in urls:
+        versions["MySQL reader"] = mysql_reader(urls["mysql"])
     return {
         "cpu_model": _cpu_model(), "cores": os.cpu_count(), "ram_gib": _ram_gib(),
         "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,

@@ -83,17 +83,16 @@ class Database:
 
     def _missing_driver(self, exc: BaseException) -> MissingDriverError:
         backend = self.backend
-        hint = f"pip install 'lightning-dm8[{backend.extra}]'" if backend.extra else "install the driver named above"
         missing = getattr(exc, "name", None)
-        if missing and missing != backend.driver_module:
-            # The URL names another driver than the supported one: installing the extra alone would not help.
+        if missing and missing not in backend.driver_packages:
+            # The URL names another driver than the supported ones: installing the extra alone would not help.
             return MissingDriverError(
-                f"The driver for {self.url} is not installed ({type(exc).__name__}: {exc}); install {missing}, or use "
-                f"the supported driver {backend.driver_module} ({hint}) by writing the URL as {backend.name}://..."
+                f"The driver for {self.url} is not installed ({type(exc).__name__}: {exc}); install {missing}, or "
+                f"write the URL as {backend.name}://... to use the supported {backend.install_hint()}"
             )
         return MissingDriverError(
             f"The driver for {self.url} is not installed ({type(exc).__name__}: {exc}); "
-            f"the {backend.title} backend needs {backend.driver_module}: {hint}."
+            f"the {backend.title} backend needs {backend.install_hint()}."
         )
 
     def dispose(self) -> None:

@@ -19,7 +19,7 @@ from lightning_dm8 import (
     write_arrays,
 )
 from lightning_dm8.db.backends import backend_named
-from lightning_dm8.db.urls import PASSWORD_ENV
+from lightning_dm8.db.urls import PASSWORD_ENV, mysql_driver
 
 MYSQL_HOST = "127.0.0.1:3306/test"
 CONNECTION_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT connection_id()"}
@@ -54,7 +54,7 @@ def test_environment_password_is_used_and_masked(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(PASSWORD_ENV, "env-pw-4711")
     db = Database(f"mysql://root@{MYSQL_HOST}")
     assert db.sa_url.password == "env-pw-4711"
-    assert db.url == f"mysql+pymysql://root:***@{MYSQL_HOST}"
+    assert db.url == f"mysql+{mysql_driver()}://root:***@{MYSQL_HOST}"
     # root has no password on the test server, so the one from the environment is refused: proof it was sent.
     with pytest.raises(AuthenticationError, match=r"Access denied for user 'root'") as info:
         db.ping()

@@ -7,7 +7,15 @@ import pytest
 from sqlalchemy.engine import URL
 
 from lightning_dm8.db.engine import Database
-from lightning_dm8.db.urls import PASSWORD_ENV, backend_of, mask_text, mask_url, parse_url, url_without_password
+from lightning_dm8.db.urls import (
+    PASSWORD_ENV,
+    backend_of,
+    mask_text,
+    mask_url,
+    mysql_driver,
+    parse_url,
+    url_without_password,
+)
 from lightning_dm8.errors import InvalidInputError
 
 
@@ -17,8 +25,8 @@ from lightning_dm8.errors import InvalidInputError
         ("dm://SYSDBA:pw@127.0.0.1:5236", "dm+dmPython", "dm"),
         ("postgresql://u@h/db", "postgresql+psycopg", "postgresql"),
         ("postgres://u@h/db", "postgresql+psycopg", "postgresql"),
-        ("mysql://u@h/db", "mysql+pymysql", "mysql"),
-        ("mariadb://u@h/db", "mariadb+pymysql", "mysql"),
+        ("mysql://u@h/db", f"mysql+{mysql_driver()}", "mysql"),
+        ("mariadb://u@h/db", f"mariadb+{mysql_driver()}", "mysql"),
         ("sqlite:///x.db", "sqlite", "sqlite"),
         ("postgresql+pg8000://u@h/db", "postgresql+pg8000", "postgresql"),
         ("dm+dmPython://u:p@h:5236", "dm+dmPython", "dm"),
@@ -33,7 +41,7 @@ def test_default_driver_and_backend(url: str, drivername: str, backend: str) -> 
 def test_parse_url_accepts_url_objects() -> None:
     url = URL.create("mysql", username="u", password="p@ss/:", host="h", database="db")
     parsed = parse_url(url)
-    assert parsed.drivername == "mysql+pymysql"
+    assert parsed.drivername == f"mysql+{mysql_driver()}"
     assert parsed.password == "p@ss/:"
 
 

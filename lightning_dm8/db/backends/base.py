@@ -45,7 +45,8 @@ class Backend:
     extra: ClassVar[str] = ""
     """The pip extra that installs the driver (empty: none needed)."""
     driver_packages: ClassVar[tuple[str, ...]] = ()
-    """Top-level packages whose exceptions are the driver's (translated into the project's errors)."""
+    """Top-level packages of the supported drivers: their exceptions are translated into the project's errors, and
+    a missing one is installed by :meth:`install_hint`."""
     prepare_data_per_node: ClassVar[bool] = False
     """Whether Lightning's ``prepare_data`` runs once per node (a local file) rather than once in all."""
     cuts_hung_reads: ClassVar[bool] = False
@@ -58,6 +59,10 @@ class Backend:
     error_codes: ClassVar[CodeTable] = ()
 
     # -- connecting ------------------------------------------------------------------------------------------------
+
+    def install_hint(self) -> str:
+        """The supported driver and how to install it, for the error raised when it is missing."""
+        return f"{self.driver_module} (pip install 'lightning-dm8[{self.extra}]')" if self.extra else self.driver_module
 
     def connect_args(self, timeout: float) -> dict[str, Any]:
         """Driver keywords every connection gets (timeouts above all)."""

@@ -1,4 +1,5 @@
-"""MySQL and MariaDB through PyMySQL: LONGBLOB values, a bounded handshake, chunks below ``max_allowed_packet``."""
+"""MySQL and MariaDB through mysqlclient or PyMySQL: LONGBLOB values, a bounded handshake, chunks below
+``max_allowed_packet``."""
 
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ class MySQLBackend(Backend):
     cuts_hung_reads: ClassVar[bool] = True
     error_codes = ((UNAVAILABLE, DatabaseUnavailableError), (AUTH, AuthenticationError),
                    (NO_TABLE, TableNotFoundError), (TABLE_EXISTS, TableExistsError))
+
+    def install_hint(self) -> str:
+        """Both drivers: a ``mysql://`` URL uses mysqlclient when it is installed, else PyMySQL."""
+        return ("PyMySQL (pip install 'lightning-dm8[mysql]') or the faster mysqlclient "
+                "(pip install 'lightning-dm8[mysqlclient]', which builds against libmariadb-dev)")
 
     def configure_engine(self, engine: sa.Engine) -> None:
         """Make connect_timeout bound PyMySQL's whole handshake, not only the TCP connect.
