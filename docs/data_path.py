@@ -48,7 +48,7 @@ def main() -> None:
     box(ax, prefetch_x, cold_y, w, h, "prefetch", "prefetch_blocks queries\nin flight on io_threads", COLD)
     box(ax, out_x, out_y, 2.6, h, "batches", "rows gathered straight into\n(features, labels), per rank\n"
         "and DataLoader worker", GREY)
-    box(ax, prefetch_x, warm_y, w, h, "LMDB cache", "one entry per block, CRC-32\nchecked; local disk, per node",
+    box(ax, prefetch_x, warm_y, w, h, "LMDB cache", "one entry per block, XXH3-64\nchecked; local disk, per node",
         WARM)
 
     arrow(ax, (db_x + w, cold_y + h / 2), (blocks_x, cold_y + h / 2), COLD, "SELECT", offset=(0.0, 0.08))

@@ -208,13 +208,16 @@ class BlockDataset(IterableDataset):
         batch = self.plan.batch_size
         row_bytes = self.reader.info.codec.fixed_size or source.cached_row_bytes()
         window = batch * max(1, min(_WINDOW_BATCHES, _WINDOW_BYTES // max(1, batch * row_bytes)))
-        for first in range(0, len(order), window):
-            rows = source.rows(order[first : first + window])
-            for start in range(0, len(rows), batch):
-                part = slice(start, start + batch)  # a view of the window's rows, not another copy
-                labels = None if rows.labels is None else slice_column(rows.labels, part)
-                yield Block(rows.row_ids[part], slice_column(rows.features, part), labels)
-            del rows  # let this window go before the next is built: two alive at once would double the peak
+        try:
+            for first in range(0, len(order), window):
+                rows = source.rows(order[first : first + window])
+                for start in range(0, len(rows), batch):
+                    part = slice(start, start + batch)  # a view of the window's rows, not another copy
+                    labels = None if rows.labels is None else slice_column(rows.labels, part)
+                    yield Block(rows.row_ids[part], slice_column(rows.features, part), labels)
+                del rows  # let this window go before the next is built: two alive at once would double the peak
+        finally:
+            source.end_reading()  # the epoch's snapshot is not held past its last batch, nor by an abandoned epoch
 
     def _streaming(self, order: np.ndarray) -> Iterator[Block]:
         """Blocks in order of first need, prefetched; rows gathered into batches; a block is dropped once used."""

@@ -9,12 +9,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import lmdb
 import numpy as np
 
 from lightning_dm8.errors import DatabaseUnavailableError
 from lightning_dm8.loading.assembly import Assembler, group_by_block
 from lightning_dm8.loading.cache import BlockCache
-from lightning_dm8.loading.cache_format import CorruptBlockError, check_packed, pack_block, packed_rows, unpack_block
+from lightning_dm8.loading.cache_format import (
+    CorruptBlockError,
+    check_packed,
+    pack_block,
+    packed_views,
+    take_packed,
+    unpack_block,
+)
 from lightning_dm8.loading.cache_writer import CacheWriter
 from lightning_dm8.tables.block import Block
 from lightning_dm8.tables.reader import TableReader, flat_nbytes
@@ -85,9 +93,8 @@ class BlockSource:
     block — is read again from the database and replaces the bad entry; if the database cannot be reached then,
     the read fails with :class:`DatabaseUnavailableError` naming the block and the cache. A bad block is never
     served. The streaming path (:meth:`load`) checks every block it reads (each is read once per epoch); the warm
-    path (:meth:`rows`) checks a block the first time it reads it in an epoch and again whenever anything was
-    committed to the cache since (the LMDB snapshot changed), so a warm epoch checks each block about once per
-    process instead of once per window.
+    path (:meth:`rows`) reads one LMDB snapshot for the whole epoch and checks each block the first time it reads it
+    there, so a warm epoch checks and decodes each block once per process instead of once per window.
     """
 
     def __init__(self, reader: TableReader, block_size: int, cache: BlockCache | None) -> None:
@@ -98,8 +105,10 @@ class BlockSource:
         self.stats = LoadStats()
         info = reader.info
         self._codec, self._label_kind, self._n_rows = info.codec, info.label_kind, info.row_count
-        self._checked: set[int] = set()  # blocks checked in the snapshot ``_snapshot`` during this epoch
-        self._snapshot: int | None = None
+        self._epoch_reader: lmdb.Transaction | None = None  # the warm path's snapshot, for the rest of the epoch
+        # Blocks met this epoch: (checked views of the snapshot, or the database's rows; True if from the cache). A
+        # block with text or bytes is checked here but kept as None: its rows are decoded only as they are asked for.
+        self._parts: dict[int, tuple[Block | None, bool]] = {}
 
     def bounds(self, block: int) -> tuple[int, int]:
         lo = block * self.block_size
@@ -107,8 +116,14 @@ class BlockSource:
 
     def start_epoch(self) -> None:
         """Check every cached block again before serving it (at least once per epoch and process)."""
-        self._checked.clear()
-        self._snapshot = None
+        self.end_reading()
+
+    def end_reading(self) -> None:
+        """End the warm path's snapshot: its views go first, then the transaction they point into."""
+        self._parts.clear()
+        reader, self._epoch_reader = self._epoch_reader, None
+        if reader is not None:
+            reader.abort()
 
     def load(self, block: int, shared: bool = False) -> Block:
         """The block's rows; a cache miss reads the whole block with one query and caches it.
@@ -175,44 +190,53 @@ class BlockSource:
     def close(self) -> None:
         """Finish writing queued blocks into the cache and stop the writer thread (the cache itself stays open:
         its owner is the dataset)."""
+        self.end_reading()
         if self.writer is not None:
             self.writer.close()
 
     def rows(self, row_ids: np.ndarray) -> Block:
         """Arbitrary rows (any order) straight from cached blocks, copying only those rows; misses are fetched.
 
-        Needs a cache: this is the warm path (a full random permutation of the rows).
+        Needs a cache: this is the warm path (a full random permutation of the rows). The blocks are read from one
+        snapshot kept until :meth:`end_reading` (or the next epoch): each block is checked and decoded into views of
+        the cache's pages once, and a block the cache lacks is fetched once, however many windows need its rows.
         """
         assembler = Assembler(len(row_ids))
         from_cache = 0
-        with self.cache.reader() as txn:  # type: ignore[union-attr]  # the warm path runs only with a cache
-            if txn.id() != self._snapshot:
-                self._checked.clear()  # something was committed since: check blocks again
-                self._snapshot = txn.id()
-            for block, group in group_by_block(row_ids, self.block_size):
-                positions = row_ids[group] - block * self.block_size
-                part, rows, cached = self._take_cached(txn.get(BlockCache.key(block)), block, positions)
-                assembler.add_rows(part, rows, group)  # copied once, from the cache's pages to their place
-                from_cache += len(group) if cached else 0
+        for block, group in group_by_block(row_ids, self.block_size):
+            positions = row_ids[group] - block * self.block_size
+            part, rows, cached = self._part(block, positions)
+            assembler.add_rows(part, rows, group)  # copied once, from the cache's pages to their place
+            from_cache += len(group) if cached else 0
         self.stats.add({"rows_from_cache": from_cache})
         return assembler.result()
 
-    def _take_cached(
-        self, view: bytes | memoryview | None, block: int, positions: np.ndarray
-    ) -> tuple[Block, np.ndarray, bool]:
-        """Rows ``positions`` of ``block`` as ``(part, its positions)`` for the assembler, from its cache entry
-        ``view`` (checked once per snapshot; the part views it) or, when it is missing or bad, from the database; and
-        whether they came from the cache."""
+    def _part(self, block: int, positions: np.ndarray) -> tuple[Block, np.ndarray, bool]:
+        """Rows ``positions`` of ``block`` as ``(part, its positions)`` for the assembler, and whether they came from
+        the cache: the block as met earlier this epoch, else its cache entry (checked; the part views it) or, when it
+        is missing or bad, the database."""
+        known = self._parts.get(block)
+        if known is not None and known[0] is not None:
+            return known[0], positions, known[1]
+        if self._epoch_reader is None:
+            self._epoch_reader = self.cache.reader()  # type: ignore[union-attr]  # the warm path has a cache
+        view = self._epoch_reader.get(BlockCache.key(block))
         if view is None:
-            return self._fetch(block), positions, False
+            return self._remember(block, self._fetch(block)), positions, False
         try:
-            if block not in self._checked:
+            if known is None:
                 self._check(view, block)
-                self._checked.add(block)
-            return (*packed_rows(view, self._codec, self._label_kind, positions), True)
+            whole = self._parts[block] = (packed_views(view, self._codec, self._label_kind), True)
+            if whole[0] is None:
+                return take_packed(view, self._codec, self._label_kind, positions), np.arange(len(positions)), True
         except CorruptBlockError as problem:
-            self._checked.discard(block)
-            return self._replace(block, problem), positions, False
+            return self._remember(block, self._replace(block, problem)), positions, False
+        return whole[0], positions, True
+
+    def _remember(self, block: int, rows: Block) -> Block:
+        """A block read from the database for the warm path: kept for the epoch's later windows."""
+        self._parts[block] = (rows, False)
+        return rows
 
 
 def describe(stats: dict[str, Any]) -> str:

@@ -41,6 +41,17 @@ def test_another_fingerprint_or_block_size_empties_the_cache(tmp_path: Path) -> 
         cache.close()
 
 
+def test_a_cache_of_an_earlier_byte_format_is_emptied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "FORMAT", "LDB2")  # blocks checksummed with CRC-32
+    old = BlockCache(tmp_path / "c", "fp", 8, 1)
+    old.put(0, b"crc-32 block")
+    old.close()
+    monkeypatch.undo()
+    cache = BlockCache(tmp_path / "c", "fp", 8, 1)
+    assert cache.get(0) is None and cache.cached_blocks() == 0
+    cache.close()
+
+
 @pytest.mark.timeout(60, method="thread")  # a deadlock holds the GIL: only a thread can end it
 def test_opening_while_a_thread_writes_does_not_deadlock(tmp_path: Path) -> None:
     writer = BlockCache(tmp_path / "c", "fp", 8, 400)
