@@ -1,9 +1,10 @@
 """CacheWriter: fills the block cache from a background thread, so a cold epoch's reads never wait on a commit.
 
-Each LMDB commit syncs to disk. Done inline, that wait sat between a prefetch thread's queries; here one thread
-commits whatever blocks are queued in a single transaction (whole blocks only, so a killed run still leaves whole
-blocks), while the readers go on. The queue is bounded: a disk slower than the database slows the epoch down
-rather than piling up blocks in memory.
+A commit copies the blocks into the cache file (it does not wait for the disk: the environment is synced once, when
+the writer stops; see :mod:`~lightning_dm8.loading.cache`). Done inline, that copy sat between a prefetch thread's
+queries; here one thread commits whatever blocks are queued in a single transaction (whole blocks only, so a killed
+run still leaves whole blocks), while the readers go on. The queue is bounded: a disk slower than the database slows
+the epoch down rather than piling up blocks in memory.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ class CacheWriter:
     """Writes ``(block, packed)`` pairs into ``cache`` from one thread per process (started on the first
     :meth:`submit` in a process; a forked child starts its own).
 
-    :meth:`flush` returns once everything submitted is committed (visible to every process) and re-raises a
-    failure of the thread (a full cache with ``on_full="error"``); a failure also surfaces at the next
-    :meth:`submit`. The writer uses the cache, it does not close it.
+    :meth:`flush` returns once everything submitted is committed (visible to every process, not yet on disk) and
+    re-raises a failure of the thread (a full cache with ``on_full="error"``); a failure also surfaces at the next
+    :meth:`submit`. :meth:`close` also syncs what this process wrote to disk. The writer uses the cache, it does
+    not close it.
     """
 
     def __init__(self, cache: BlockCache) -> None:
@@ -47,7 +49,7 @@ class CacheWriter:
             thread.raise_error()
 
     def close(self) -> None:
-        """Commit what is queued and stop the thread."""
+        """Commit what is queued, stop the thread, and sync the cache to disk."""
         self._thread.close()
 
 
@@ -67,8 +69,10 @@ class _WriterThread:
             raise error
 
     def stop(self) -> None:
+        """Commit what is queued, then sync: this process is done writing, the flush costs the teardown."""
         self.queue.put(None)
         self.thread.join()
+        self.cache.sync()
 
     def _run(self) -> None:
         stop = False
