@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from lightning_dm8.checkpoint.chunks import ChunkIO
 from lightning_dm8.checkpoint.headers import HeaderRepository
 from lightning_dm8.checkpoint.paths import LATEST, Selector, check_run
-from lightning_dm8.checkpoint.payload import PayloadReader, load_payload
+from lightning_dm8.checkpoint.payload import load_payload, payload_file
 from lightning_dm8.checkpoint.records import CheckpointInfo, CheckpointMeta, info_from_mapping
 from lightning_dm8.checkpoint.schema import DEFAULT_TABLE, ModelTables, model_tables
 from lightning_dm8.db.engine import Database
@@ -99,11 +99,13 @@ class CheckpointStore:
         return self._effective_chunk
 
     def load(self, info: CheckpointInfo, map_location: Any, weights_only: bool | None = True) -> dict[str, Any]:
-        """The verified checkpoint of ``info`` unpickled by ``torch.load``, read straight from the one buffer: data
-        only (``weights_only`` True or None), objects too only when the caller trusts it (False; see
-        :mod:`lightning_dm8.checkpoint.payload`)."""
+        """The verified checkpoint of ``info`` unpickled by ``torch.load``, its tensors mapped from the file the bytes
+        were fetched into: data only (``weights_only`` True or None), objects too only when the caller trusts it
+        (False; see :mod:`lightning_dm8.checkpoint.payload`)."""
         what = f"checkpoint {info.run!r} version {info.version} in {self.where}"
-        return load_payload(PayloadReader(self.read(info)), map_location, weights_only, what)
+        with payload_file() as file:
+            self.chunks.read_into(info, file)
+            return load_payload(file, map_location, weights_only, what)
 
     # -- what the header repository and the chunk rows answer ------------------------------------------------------
 
@@ -130,7 +132,7 @@ class CheckpointStore:
         """Remove unfinished saves (of ``run``, or of every run: only when no save is running)."""
         return self.headers.delete_incomplete(run)
 
-    def read(self, info: CheckpointInfo) -> bytearray:
+    def read(self, info: CheckpointInfo) -> bytes:
         """The verified bytes of ``info``: size and SHA-256 must match the header."""
         return self.chunks.read(info)
 

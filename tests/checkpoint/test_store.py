@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from lightning_dm8.checkpoint import (
     load_checkpoint,
 )
 from lightning_dm8.checkpoint.chunks import ChunkIO
-from lightning_dm8.checkpoint.payload import PayloadReader
+from lightning_dm8.checkpoint.payload import payload_file
 from lightning_dm8.checkpoint.records import CheckpointInfo, CheckpointMeta
 from lightning_dm8.checkpoint.store import CheckpointStore
 from lightning_dm8.db import blobs as blobs_module
@@ -194,19 +195,64 @@ def test_a_checkpoint_deleted_between_two_slices_is_reported_as_deleted(
         store.read(store.resolve("r", 1))
 
 
-def test_payload_reader_is_a_seekable_file_over_the_buffer() -> None:
-    reader = PayloadReader(bytearray(b"0123456789"))
-    assert reader.read(3) == b"012" and reader.tell() == 3
-    assert reader.seek(-2, io.SEEK_END) == 8 and reader.read() == b"89" and reader.read(5) == b""
-    target = bytearray(4)
-    assert reader.seek(1) == 1 and reader.readinto(target) == 4 and target == b"1234"
-    assert reader.seek(2, io.SEEK_CUR) == 7 and reader.read(10) == b"789"
-    assert reader.seek(20) == 20 and reader.read(1) == b""
-    with pytest.raises(ValueError, match="negative seek"):
-        reader.seek(-1)
-    reader.close()
-    with pytest.raises(ValueError, match="closed"):
-        reader.read(1)
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="memfd is Linux only")
+def test_a_loaded_checkpoint_is_mapped_from_an_in_memory_file_and_stays_private(db_url: str, models: str) -> None:
+    """Tensors are views of the memfd the bytes were fetched into; the file is closed after the load, the tensors
+    keep their pages, and writing into one changes neither the stored bytes nor the next load."""
+    weights = torch.randn(300_000, generator=torch.Generator().manual_seed(3))
+    io_ = DM8CheckpointIO(db_url, table=models, chunk_size=100_000)
+    io_.save_checkpoint({"state_dict": {"w": weights}, "epoch": 2}, "dm8:net:n")
+    before = _open_fds()
+    loaded = io_.load_checkpoint("dm8:net:n")
+    assert _open_fds() <= before  # the memfd is closed; the mapping alone keeps the pages
+    first = loaded["state_dict"]["w"]
+    assert torch.equal(first, weights) and loaded["epoch"] == 2
+    first.mul_(0)  # copy on write: private to this tensor
+    again = io_.load_checkpoint("dm8:net:n")["state_dict"]["w"]
+    assert torch.equal(again, weights) and not torch.equal(first, again)
+    io_.teardown()
+
+
+def test_loads_without_memfd_read_from_memory(db_url: str, models: str, monkeypatch) -> None:
+    """Where the system has no memfd the verified bytes wait in an io.BytesIO, and a corrupt chunk is still refused."""
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    store = CheckpointStore(db_url, models, chunk_size=1000)
+    with payload_file() as file:
+        assert isinstance(file, io.BytesIO)
+    checkpoint = {"state_dict": {"w": torch.arange(2000, dtype=torch.float32)}}
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    store.save("r", buffer.getvalue(), _meta("a"))
+    loaded = store.load(store.resolve("r", 1), "cpu")
+    assert torch.equal(loaded["state_dict"]["w"], checkpoint["state_dict"]["w"])
+    _replace_chunk(store, 3, _flip_byte_700)
+    with pytest.raises(CheckpointCorruptError, match=r"'r' version 1 .*SHA-256"):
+        store.load(store.resolve("r", 1), "cpu")
+
+
+@pytest.mark.parametrize("number", [0, 5])
+def test_a_corrupt_load_leaves_no_file_and_no_thread_behind(
+    db_url: str, models: str, number: int, monkeypatch
+) -> None:
+    """A flipped byte in the first or a later chunk: refused before torch.load sees a byte, with the in-memory file
+    closed and the hashing thread gone, and a good load right after works."""
+    monkeypatch.setattr(blobs_module, "SLICE_SIZE", 300)
+    store = CheckpointStore(db_url, models, chunk_size=1000)
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(2000, dtype=torch.float32)}, buffer)
+    store.save("r", buffer.getvalue(), _meta("a"))
+    _replace_chunk(store, number, _flip_byte_700)
+    fds = _open_fds()
+    with pytest.raises(CheckpointCorruptError, match=r"'r' version 1 .*SHA-256"):
+        store.load(store.resolve("r", 1), "cpu")
+    assert _open_fds() <= fds
+    assert not [t for t in threading.enumerate() if t.name.startswith("ldm8-sha256")]
+    _replace_chunk(store, number, _flip_byte_700)  # flipped back
+    assert torch.equal(store.load(store.resolve("r", 1), "cpu")["w"], torch.arange(2000, dtype=torch.float32))
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
@@ -313,5 +359,5 @@ def test_saved_bytes_are_what_torch_save_writes(tmp_path) -> None:
     checkpoint = {"state_dict": {"w": torch.randn(10, 10)}, "epoch": 1}
     DM8CheckpointIO(url).save_checkpoint(checkpoint, "dm8:r:n")
     store = CheckpointStore(Database(url))
-    reloaded = torch.load(PayloadReader(store.read(store.resolve("r", "n"))))
+    reloaded = torch.load(io.BytesIO(store.read(store.resolve("r", "n"))))
     assert torch.equal(reloaded["state_dict"]["w"], checkpoint["state_dict"]["w"])
