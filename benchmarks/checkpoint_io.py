@@ -105,7 +105,8 @@ def run_db(settings: Settings, backend: str, url: str, checkpoint: dict[str, Any
         loaded = io.load_checkpoint(names[0])
         if not _same(loaded["state_dict"], checkpoint["state_dict"]):
             raise RuntimeError(f"{cls.__name__}.load_checkpoint returned a different state dict")
-        load = measure(lambda: _read_every_tensor(io.load_checkpoint(names[0])) + size, settings.passes, settings.warmup)
+        load = measure(lambda: _read_every_tensor(io.load_checkpoint(names[0])) + size,
+                       settings.passes, settings.warmup)
     finally:
         for name in names:
             try:
