@@ -1,5 +1,7 @@
 """Backend fixtures: every backend-parametrized test runs on SQLite, the real PostgreSQL and MariaDB servers,
-and on DM8 when LIGHTNING_DM8_TEST_URL names one."""
+and on DM8 when LIGHTNING_DM8_TEST_URL names one (or on the DM8 behaviour model, see tests/ldm8_backends.py).
+
+The ``requires_real_dm8(limit)`` marker skips a backend-parametrized test on the DM8 behaviour model only."""
 
 from __future__ import annotations
 
@@ -8,10 +10,29 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from ldm8_backends import BACKENDS, server_url  # noqa: E402  (tests/ is on sys.path)
+from ldm8_backends import BACKENDS, requires_real_dm8, server_url  # noqa: E402  (tests/ is on sys.path)
 
 from lightning_dm8.db.engine import Database
 from lightning_dm8.tables import registry
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires_real_dm8(limit): skip the test's dm case on the DM8 behaviour model, which has the documented "
+        "limit (one of ldm8_backends.MODEL_LIMITS); it runs on a real DM8 server and on the other backends",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("requires_real_dm8")
+    if marker is None:
+        return
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "backend" not in callspec.params:
+        pytest.fail(f"{item.nodeid}: requires_real_dm8 marks backend-parametrized tests only", pytrace=False)
+    requires_real_dm8(callspec.params["backend"], *marker.args)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -5,6 +5,10 @@ Without one they are skipped, unless ``LIGHTNING_DM8_TEST_MODEL=1`` runs them on
 (``tests/dm8model``, installed as ``dmPython`` for the whole session; ``LIGHTNING_DM8_TEST_MODEL_PAGE_SIZE`` and
 ``LIGHTNING_DM8_TEST_MODEL_CASE_SENSITIVE=N`` set the model server up). The model runs in this process only: tests
 that start other processes cannot reach it.
+
+A test that runs into one of the model's documented limits (``MODEL_LIMITS``) is skipped on the model only, through
+:func:`requires_real_dm8` or the ``requires_real_dm8(limit)`` marker (handled in tests/conftest.py); on a real server
+(``LIGHTNING_DM8_TEST_URL``) and on the other backends it runs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,23 @@ DM_MODEL = not DM_URL and os.environ.get("LIGHTNING_DM8_TEST_MODEL", "") not in 
 BACKENDS = ["sqlite", "postgresql", "mysql", "dm"]
 
 _model: dict[str, Any] = {}
+
+MODEL_ONE_WRITER = "serves one writer at a time"
+MODEL_NO_CONSTRAINT_REFLECTION = "does not serve constraint reflection (dmSQLAlchemy's Oracle-style (+) joins)"
+MODEL_IN_PROCESS = "lives in the test process, so a subprocess cannot reach it"
+MODEL_LIMITS = frozenset({MODEL_ONE_WRITER, MODEL_NO_CONSTRAINT_REFLECTION, MODEL_IN_PROCESS})
+"""The DM8 behaviour model's limits a test may be skipped for, as its documentation lists them
+(tests/dm8model/__init__.py, "Limits"): none of them is a DM8 behaviour."""
+
+
+def requires_real_dm8(backend: str, limit: str) -> None:
+    """Skip the running test when ``backend`` is DM8 served by the behaviour model and the test needs what the model
+    does not do (``limit``, one of :data:`MODEL_LIMITS`); do nothing on a real DM8 server and on other backends."""
+    if limit not in MODEL_LIMITS:
+        raise ValueError(f"not a documented limit of the DM8 behaviour model: {limit!r}")
+    if backend == "dm" and DM_MODEL:
+        pytest.skip(f"the DM8 behaviour model {limit} (see tests/dm8model/__init__.py, Limits); "
+                    f"the test runs on a real DM8 server (LIGHTNING_DM8_TEST_URL)")
 
 
 def _model_url() -> str:

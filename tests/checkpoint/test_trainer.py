@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from ldm8_backends import MODEL_IN_PROCESS
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from lightning_dm8.checkpoint import (
@@ -63,6 +64,7 @@ def _restore_there(process: subprocess.Popen, **request: str) -> dict:
     return reply
 
 
+@pytest.mark.requires_real_dm8(MODEL_IN_PROCESS)
 def test_restore_in_a_fresh_process_is_bit_identical(db_url: str, models: str, tmp_path, fresh_process) -> None:
     _, callback = _fit(db_url, models, tmp_path / "train")
     assert isinstance(callback.checkpoint_io, DM8CheckpointIO)

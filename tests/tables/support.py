@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from ldm8_backends import MODEL_NO_CONSTRAINT_REFLECTION, requires_real_dm8
 
 from lightning_dm8 import Database, DatasetTable, InvalidInputError, write_arrays
 from lightning_dm8.tables import registry
@@ -35,6 +36,7 @@ def assert_nothing_written(db: Database, name: str, staged: list[str]) -> None:
 def reflect(db: Database, name: str) -> sa.Table:
     """The physical table of dataset ``name``'s current version as the database describes it, for editing it with
     plain SQL."""
+    requires_real_dm8(db.backend.name, MODEL_NO_CONSTRAINT_REFLECTION)  # a full reflection reads the constraints too
     with db.connect("reflect") as conn:
         info = registry.read_info(conn, name)
         return sa.Table(info.table_name if info else name, sa.MetaData(), autoload_with=conn)

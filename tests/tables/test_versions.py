@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from ldm8_backends import MODEL_ONE_WRITER
 
 from lightning_dm8 import Database, DatasetTable, write_arrays
 from lightning_dm8.errors import DatabaseError, TableExistsError, TableNotFoundError
@@ -104,6 +105,7 @@ def test_a_failed_view_step_leaves_the_registry_right_and_is_repaired(db: Databa
     assert _plain_sql_count(db, table_name) == 9  # ... until it is repaired
 
 
+@pytest.mark.requires_real_dm8(MODEL_ONE_WRITER)  # the model turns both publishes' SELECT ... FOR UPDATE into its lock
 def test_two_fail_writers_racing_exactly_one_wins(db: Database, table_name: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Both pass the existence check and fill their tables; the registry's unique key picks one."""
