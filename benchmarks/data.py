@@ -118,23 +118,28 @@ def drop(url: str, names: list[str]) -> None:
 
 
 def table_bytes(url: str, name: str) -> int | None:
-    """The table's size in the database (heap + TOAST + indexes on PostgreSQL; data + index on MySQL)."""
+    """The size of the table holding the dataset ``name``'s rows (its version's physical table) in the database:
+    heap + TOAST + indexes on PostgreSQL, data + index on MySQL, pages on SQLite; None where it cannot be read."""
+    from lightning_dm8 import DatasetTable
+
+    table = DatasetTable(url, name).info().physical or name
     db = Database(url)
     try:
         with db.connect("table size") as conn:
             if db.backend.name == "postgresql":
-                return int(conn.exec_driver_sql("SELECT pg_total_relation_size(%(t)s)", {"t": name}).scalar())
-            if db.backend.name == "mysql":
-                conn.exec_driver_sql(f"ANALYZE TABLE `{name}`")
-                return int(conn.exec_driver_sql(
+                size = conn.exec_driver_sql("SELECT pg_total_relation_size(%(t)s)", {"t": table}).scalar()
+            elif db.backend.name == "mysql":
+                conn.exec_driver_sql(f"ANALYZE TABLE `{table}`")
+                size = conn.exec_driver_sql(
                     "SELECT data_length + index_length FROM information_schema.tables "
-                    "WHERE table_schema = DATABASE() AND table_name = %s", (name,)).scalar())
-            if db.backend.name == "sqlite":
+                    "WHERE table_schema = DATABASE() AND table_name = %s", (table,)).scalar()
+            elif db.backend.name == "sqlite":
                 try:
-                    return int(conn.exec_driver_sql(
-                        "SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (name,)).scalar() or 0)
+                    size = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (table,)).scalar()
                 except Exception:
-                    return None
+                    size = None
+            else:
+                size = None
     finally:
         db.dispose()
-    return None
+    return None if size is None else int(size)
