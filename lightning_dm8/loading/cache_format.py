@@ -15,7 +15,7 @@ Layout (little-endian)::
 The header is 24 bytes, so the arrays after it keep the value's 8-byte alignment.
 
 The checksum: XXH3-64 (``xxhash``), because a warm epoch checks every block it reads once per process, and the check
-was a large part of that epoch. Measured on the benchmark machine (2-core Intel Xeon) for a 256-row CIFAR-sized block
+was a large part of that epoch. Measured on the benchmark machine (2-core AMD EPYC) for a 256-row CIFAR-sized block
 (786 KB): XXH3-64 0.013 ms, CRC-32 (zlib, the format before, ``LDB2``) 0.25 ms; for a whole 50,000-row CIFAR table
 (154 MB) read in blocks: 6 ms against 44 ms, where the warm epoch that reads it takes about 250 ms. A cache of the
 older format is emptied and filled again when it is opened (its format is part of the cache's version). The
