@@ -29,9 +29,8 @@ BACKENDS = ["sqlite", "postgresql", "mysql", "dm"]
 _model: dict[str, Any] = {}
 
 MODEL_ONE_WRITER = "serves one writer at a time"
-MODEL_NO_CONSTRAINT_REFLECTION = "does not serve constraint reflection (dmSQLAlchemy's Oracle-style (+) joins)"
 MODEL_IN_PROCESS = "lives in the test process, so a subprocess cannot reach it"
-MODEL_LIMITS = frozenset({MODEL_ONE_WRITER, MODEL_NO_CONSTRAINT_REFLECTION, MODEL_IN_PROCESS})
+MODEL_LIMITS = frozenset({MODEL_ONE_WRITER, MODEL_IN_PROCESS})
 """The DM8 behaviour model's limits a test may be skipped for, as its documentation lists them
 (tests/dm8model/__init__.py, "Limits"): none of them is a DM8 behaviour."""
 
