@@ -467,7 +467,7 @@ class BlockCache:
     def _reset_if_stale(self, entry: _Entry, txn: lmdb.Transaction, meta: Any, blocks: Any) -> None:
         """Empty a cache made for another lineage, block size or format, drop the blocks another row count changes,
         store the registry entry. Writes only what changed: an unchanged cache commits nothing (and creates no
-        marker), so readers' snapshots stay the same (see BlockSource)."""
+        marker)."""
         expected = _version(self.lineage, self.block_size)
         stale = txn.get(b"version", db=meta) != expected
         rows = self.rows
@@ -506,8 +506,8 @@ class BlockCache:
             return txn.get(_KEY.pack(block))
 
     def reader(self) -> lmdb.Transaction:
-        """A read transaction whose ``get(key(block))`` views stay valid until it ends; ``id()`` names the
-        snapshot it reads (equal ids: nothing was committed in between)."""
+        """A read transaction on one snapshot of the cache, whose ``get(key(block))`` views stay valid until it
+        ends (a warm epoch keeps one for the whole epoch: :class:`~lightning_dm8.loading.source.BlockSource`)."""
         entry, blocks = self._handle.get()
         return entry.env.begin(db=blocks, buffers=True)
 
